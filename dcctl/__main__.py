@@ -1,0 +1,3 @@
+from dcctl.cli.main import main
+
+main()

@@ -1,0 +1,104 @@
+"""dcctl lab up|down|status|env: a complete two-site setup on this machine."""
+from __future__ import annotations
+
+import shlex
+
+import click
+
+from dcctl.cli.main import Context, output_option
+from dcctl.cli.output import console, print_json
+from dcctl.lab.layout import DEFAULT_BASE_PORT
+
+DEFAULT_DIR = "/tmp/dcctl-lab"
+dir_option = click.option("--dir", "directory", metavar="DIR", envvar="DCCTL_LAB_DIR", default=DEFAULT_DIR,
+                          show_default=True, help="Lab directory (also DCCTL_LAB_DIR).")
+
+
+def say(message: str) -> None:
+    click.echo(f"lab: {message}", err=True)
+
+
+@click.group()
+def lab() -> None:
+    """Two real PostgreSQL 15 servers with streaming replication, on loopback."""
+
+
+@lab.command()
+@dir_option
+@click.option("--base-port", type=click.IntRange(1024, 65000), default=DEFAULT_BASE_PORT, show_default=True,
+              help="Primary on N, standby on N+1, sshd on N+2/N+3, agents on N+4/N+5.")
+@click.option("--transport", type=click.Choice(["local", "ssh"]), default="local", show_default=True,
+              help="How the generated config reaches the sites; ssh starts one private sshd per site.")
+@click.option("--dry-run", is_flag=True, help="Print what would be created and exit.")
+def up(directory: str, base_port: int, transport: str, dry_run: bool) -> None:
+    """Create (or restart) the lab in DIR. Idempotent."""
+    from dcctl.lab.lab import Lab
+
+    if dry_run:
+        click.echo(f"would create a lab in {directory}: primary 127.0.0.1:{base_port} (site rabat), "
+                   f"standby 127.0.0.1:{base_port + 1} (site backup), transport {transport}"
+                   + (f", sshd on {base_port + 2} and {base_port + 3}" if transport == "ssh" else ""))
+        return
+    lab_ = Lab.up(directory, base_port=base_port, transport=transport, progress=say)
+    click.echo(f"export DCCTL_CONFIG={shlex.quote(str(lab_.spec.config_path))}")
+
+
+@lab.command()
+@dir_option
+@click.option("--dry-run", is_flag=True, help="Print what would be stopped and removed, and exit.")
+def down(directory: str, dry_run: bool) -> None:
+    """Stop every lab process and remove DIR."""
+    from dcctl.lab.lab import lab_down, read_spec
+
+    if dry_run:
+        spec = read_spec(directory)
+        click.echo(f"would stop the lab's servers and remove {directory}" if spec else f"no lab in {directory}")
+        return
+    if not lab_down(directory, progress=say):
+        say(f"no lab in {directory}; nothing to do")
+
+
+@lab.command("status")
+@dir_option
+@output_option
+@click.pass_obj
+def lab_status(ctx: Context, directory: str) -> None:
+    """Processes, ports and paths of the lab."""
+    from dcctl.lab.lab import open_lab
+
+    info = open_lab(directory).status()
+    if ctx.output == "json":
+        print_json(info)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"lab {info['dir']} ({info['transport']} transport, servers run as {info['user']})",
+                  title_justify="left")
+    for column in ("site", "postgres", "pid", "sshd", "data dir"):
+        table.add_column(column)
+    for site, entry in info["sites"].items():
+        pg = f"127.0.0.1:{entry['postgres_port']} " + ("[green]up[/]" if entry["postgres_pid"] else "[red]down[/]")
+        sshd = "-"
+        if "sshd_port" in entry:
+            sshd = f"{entry['sshd_port']} " + ("[green]up[/]" if entry["sshd_pid"] else "[red]down[/]")
+        table.add_row(site, pg, str(entry["postgres_pid"] or "-"), sshd, entry["data_dir"])
+    out = console()
+    out.print(table)
+    out.print(f"config: {info['config']}")
+    out.print(f"DSN:    {info['dsn']}", soft_wrap=True)
+
+
+@lab.command()
+@dir_option
+@output_option
+@click.pass_obj
+def env(ctx: Context, directory: str) -> None:
+    """Print DCCTL_CONFIG and a multi-host DSN for applications: eval "$(dcctl lab env)"."""
+    from dcctl.lab.lab import open_lab
+
+    spec = open_lab(directory).spec
+    if ctx.output == "json":
+        print_json({"DCCTL_CONFIG": str(spec.config_path), "DCCTL_LAB_DSN": spec.app_dsn()})
+        return
+    click.echo(f"export DCCTL_CONFIG={shlex.quote(str(spec.config_path))}")
+    click.echo(f"export DCCTL_LAB_DSN={shlex.quote(spec.app_dsn())}")

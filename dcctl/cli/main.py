@@ -1,0 +1,108 @@
+"""The dcctl command line: global options, the command groups, and the ONE place where an
+expected failure becomes a line on stderr and an exit code."""
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from dcctl import __version__
+from dcctl.errors import ConfigError, DcctlError, ExitCode
+
+
+class Context:
+    def __init__(self, config_path: str | None, output: str, verbose: int, assume_yes: bool):
+        self.config_path = config_path
+        self.output = output
+        self.verbose = verbose
+        self.assume_yes = assume_yes
+        self._config = None
+
+    @property
+    def config(self):
+        if self._config is None:
+            from dcctl.config import default_config_path, load_config
+
+            self._config = load_config(self.config_path or default_config_path())
+        return self._config
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-c", "--config", "config_path", metavar="PATH", envvar="DCCTL_CONFIG",
+              help="Config file [default: $DCCTL_CONFIG, then /etc/dcctl/dcctl.yaml].")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Output format of commands that print results.")
+@click.option("-v", "--verbose", count=True, help="More logging; with an error, its full detail.")
+@click.option("--yes", "assume_yes", is_flag=True, envvar="DCCTL_ASSUME_YES",
+              help="Answer yes to confirmations (also DCCTL_ASSUME_YES=1).")
+@click.version_option(__version__, prog_name="dcctl")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, output: str, verbose: int, assume_yes: bool) -> None:
+    """Keep a backup datacenter ready to take over: replication, checks, switchover, failover.
+
+    \b
+    Exit codes: 0 ok, 1 operation failed, 2 usage error, 3 config error, 4 site or server
+    unreachable, 5 refused (the message says why), 6 an external tool failed, 130 interrupted.
+    `dcctl check` uses the monitoring-plugin codes 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN.
+    """
+    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = Context(config_path, output, verbose, assume_yes)
+
+
+def output_option(command):
+    """-o/--output on a subcommand too, so `dcctl status -o json` works as well as `dcctl -o json status`."""
+
+    def store(ctx: click.Context, _param, value):
+        if value is not None:
+            ctx.find_object(Context).output = value
+        return value
+
+    return click.option("-o", "--output", type=click.Choice(["table", "json"]), default=None, expose_value=False,
+                        callback=store, help="Output format [default: table].")(command)
+
+
+def _register() -> None:
+    from dcctl.cli import config_cmd, lab_cmd, status_cmd
+
+    cli.add_command(status_cmd.status)
+    cli.add_command(config_cmd.config)
+    cli.add_command(lab_cmd.lab)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="dcctl", standalone_mode=False)
+    except DcctlError as exc:
+        report_error(exc, verbose)
+        sys.exit(int(exc.exit_code))
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(int(ExitCode.FAILED))
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("dcctl: interrupted", err=True)
+        sys.exit(int(ExitCode.INTERRUPTED))
+    sys.exit(0)
+
+
+def report_error(exc: DcctlError, verbose: bool) -> None:
+    if isinstance(exc, ConfigError):
+        click.echo("dcctl: config error:", err=True)
+        for problem in exc.problems:
+            click.echo(f"  {problem}", err=True)
+    else:
+        click.echo(f"dcctl: error: {exc.message}", err=True)
+    if exc.hint:
+        click.echo(f"  hint: {exc.hint}", err=True)
+    if verbose and exc.detail:
+        click.echo(exc.detail.rstrip(), err=True)

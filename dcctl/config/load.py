@@ -1,0 +1,211 @@
+"""YAML -> typed, validated Config. Every mistake is reported, each as
+`FILE: key.path: expected ..., got ...`, all at once."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from dcctl.config.schema import Config, SiteConfig, SshTransportConfig
+from dcctl.errors import ConfigError
+
+DEFAULT_PATH = "/etc/dcctl/dcctl.yaml"
+
+
+def default_config_path() -> str:
+    return os.environ.get("DCCTL_CONFIG") or DEFAULT_PATH
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{source}: config file not found"],
+                          hint="pass -c PATH, set DCCTL_CONFIG, or create /etc/dcctl/dcctl.yaml "
+                               "(see config/dcctl.example.yaml)") from None
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot read config: {exc.strerror}"]) from None
+    return parse_config(text, source)
+
+
+def parse_config(text: str, source: str = "<memory>") -> Config:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}: invalid YAML: {problem}"]) from None
+    if raw is None:
+        raise ConfigError([f"{source}: the file is empty; expected a mapping with a 'services' key"])
+    builder = _Builder(source)
+    config = builder.build(Config, raw, "")
+    if not builder.problems:
+        builder.problems.extend(_cross_checks(config, source))
+    if builder.problems:
+        raise ConfigError(builder.problems)
+    return dataclasses.replace(config, source=source)
+
+
+def _cross_checks(config: Config, source: str) -> list[str]:
+    problems = []
+    if not config.services:
+        problems.append(f"{source}: services: expected at least one service, got none")
+    for name, service in config.services.items():
+        path = f"services.{name}.sites"
+        if len(service.sites) != 2:
+            problems.append(f"{source}: {path}: expected exactly two sites, got {len(service.sites)}"
+                            f" ({', '.join(service.sites) or 'none'})")
+        for site_name, site in service.sites.items():
+            problems.extend(_site_checks(site, f"{path}.{site_name}", source))
+    return problems
+
+
+def _site_checks(site: SiteConfig, path: str, source: str) -> list[str]:
+    problems = []
+    transport = site.transport
+    if isinstance(transport, SshTransportConfig) and not transport.key_file and not transport.use_agent:
+        problems.append(f"{source}: {path}.transport.key_file: expected a path (or use_agent: true), got nothing")
+    control = site.postgres.control
+    if control.method == "systemd" and not control.unit:
+        problems.append(f"{source}: {path}.postgres.control.unit: expected a systemd unit name "
+                        f"when method is systemd, got nothing")
+    if ":" not in site.agent.listen or not site.agent.listen.rsplit(":", 1)[1].isdigit():
+        problems.append(f"{source}: {path}.agent.listen: expected host:port, got {json.dumps(site.agent.listen)}")
+    return problems
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+class _Builder:
+    def __init__(self, source: str):
+        self.source = source
+        self.problems: list[str] = []
+
+    def problem(self, path: str, text: str) -> None:
+        self.problems.append(f"{self.source}: {path or '(top level)'}: {text}")
+
+    def build(self, cls: type, raw: Any, path: str) -> Any:
+        if not isinstance(raw, dict):
+            self.problem(path, f"expected a mapping, got {_show(raw)}")
+            return None
+        fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+        hints = typing.get_type_hints(cls)
+        for unknown in sorted(set(map(str, raw)) - set(fields)):
+            close = difflib.get_close_matches(unknown, fields, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(fields)}"
+            self.problem(_join(path, unknown), f"unknown key{hint}")
+        values = {}
+        for name, fld in fields.items():
+            sub = _join(path, name)
+            if name not in raw:
+                if fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
+                    if _literal_value(hints[name]) is not None:
+                        continue  # a tagged-union tag: the caller already checked it
+                    self.problem(sub, f"required key is missing (expected {_expectation(hints[name], fld)})")
+                continue
+            values[name] = self.value(hints[name], fld, raw[name], sub)
+        try:
+            return cls(**values)
+        except TypeError:
+            return None  # a problem is already recorded
+
+    def value(self, hint: Any, fld: dataclasses.Field, raw: Any, path: str) -> Any:
+        origin = typing.get_origin(hint)
+        args = typing.get_args(hint)
+        if origin in (typing.Union, types.UnionType):
+            options = [a for a in args if a is not type(None)]
+            if raw is None and type(None) in args:
+                return None
+            if all(dataclasses.is_dataclass(o) for o in options):
+                return self.tagged(options, raw, path)
+            return self.value(options[0], fld, raw, path)
+        if origin is dict:
+            if raw is None:
+                return {}
+            if not isinstance(raw, dict):
+                self.problem(path, f"expected a mapping of names, got {_show(raw)}")
+                return {}
+            return {str(k): self.value(args[1], fld, v, _join(path, str(k))) for k, v in raw.items()}
+        if dataclasses.is_dataclass(hint):
+            return self.build(hint, raw, path)
+        if origin is Literal:
+            if raw not in args:
+                self.problem(path, f"expected one of {', '.join(map(str, args))}, got {_show(raw)}")
+            return raw
+        return self.scalar(hint, fld, raw, path)
+
+    def tagged(self, options: list[type], raw: Any, path: str) -> Any:
+        tags = {_literal_value(typing.get_type_hints(o)["type"]): o for o in options}
+        if not isinstance(raw, dict):
+            self.problem(path, f"expected a mapping with type: {' or '.join(tags)}, got {_show(raw)}")
+            return None
+        tag = raw.get("type")
+        if tag not in tags:
+            self.problem(_join(path, "type"), f"expected one of {', '.join(tags)}, got {_show(tag)}")
+            return None
+        return self.build(tags[tag], raw, path)
+
+    def scalar(self, hint: Any, fld: dataclasses.Field, raw: Any, path: str) -> Any:
+        expectation = _expectation(hint, fld)
+        ok = {
+            bool: isinstance(raw, bool),
+            int: isinstance(raw, int) and not isinstance(raw, bool),
+            float: isinstance(raw, (int, float)) and not isinstance(raw, bool),
+            str: isinstance(raw, str) and raw != "",
+        }[hint]
+        if ok and hint in (int, float):
+            low, high = fld.metadata.get("min"), fld.metadata.get("max")
+            ok = (low is None or raw >= low) and (high is None or raw <= high)
+        if not ok:
+            self.problem(path, f"expected {expectation}, got {_show(raw)}")
+            return raw
+        return float(raw) if hint is float else raw
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _literal_value(hint: Any) -> Any:
+    if typing.get_origin(hint) is Literal and len(typing.get_args(hint)) == 1:
+        return typing.get_args(hint)[0]
+    return None
+
+
+def _expectation(hint: Any, fld: dataclasses.Field) -> str:
+    if fld.metadata.get("expect"):
+        return fld.metadata["expect"]
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        origin = typing.get_origin(hint)
+    if origin is dict:
+        return "a mapping of names"
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(hint)))
+    if dataclasses.is_dataclass(hint):
+        return "a mapping"
+    low, high = fld.metadata.get("min"), fld.metadata.get("max")
+    noun = {bool: "true or false", int: "an integer", float: "a number", str: "a non-empty string"}[hint]
+    if low is not None and high is not None:
+        return f"{noun} {low:g}-{high:g}" if hint is float else f"{noun} {low}-{high}"
+    if low is not None:
+        return f"{noun} >= {low}"
+    return noun

@@ -1,0 +1,124 @@
+"""The config, declared once: every key with its type, range, default and help.
+
+Each section is a frozen dataclass; the loader (load.py) reads the declarations from the
+dataclass fields, so a key exists in exactly one place. Help texts feed the example config
+and the error messages.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+MIB = 1024 * 1024
+
+
+def key(default=..., *, help: str, min=None, max=None, expect: str | None = None):
+    """Declare a config key. `...` as default means the key is required."""
+    metadata = {"help": help, "min": min, "max": max, "expect": expect}
+    if default is ...:
+        return field(metadata=metadata)
+    if isinstance(default, (dict, list)) or hasattr(default, "__dataclass_fields__"):
+        return field(default_factory=lambda: default, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+PORT = {"min": 1, "max": 65535}
+
+
+@dataclass(frozen=True)
+class LocalTransportConfig:
+    type: Literal["local"] = key(help="run commands on this machine with subprocess")
+    run_as: str | None = key(None, help="OS user that runs PostgreSQL's tools when dcctl runs as root (e.g. postgres)")
+
+
+@dataclass(frozen=True)
+class SshTransportConfig:
+    type: Literal["ssh"] = key(help="reach the site over SSH (paramiko)")
+    host: str = key(help="SSH host name or address of the site")
+    user: str = key(help="SSH user; commands run as this user (normally the PostgreSQL OS user)")
+    known_hosts: str = key(help="known_hosts file with the site's host key; unknown or changed keys are refused",
+                           expect="a path")
+    port: int = key(22, help="SSH port", **PORT)
+    key_file: str | None = key(None, help="private key file; when unset, use_agent must be true", expect="a path")
+    use_agent: bool = key(False, help="also try keys from a running ssh-agent")
+    connect_timeout: float = key(5.0, help="seconds to wait for TCP connect, banner and authentication", min=0.1, max=300)
+    command_timeout: float = key(120.0, help="default seconds a remote command may run", min=0.1, max=86400)
+    keepalive_interval: float = key(10.0, help="seconds between SSH keepalives (0 disables)", min=0, max=3600)
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    method: Literal["pg_ctl", "systemd"] = key("pg_ctl", help="how to start and stop PostgreSQL at this site")
+    unit: str | None = key(None, help="systemd unit of the cluster (method: systemd), e.g. postgresql@15-main")
+    use_sudo: bool = key(False, help="prefix systemctl with 'sudo -n' (method: systemd)")
+
+
+@dataclass(frozen=True)
+class PostgresConfig:
+    data_dir: str = key(help="data directory (PGDATA) at the site", expect="a path")
+    host: str = key("127.0.0.1", help="address dcctl and the peer site use to reach this PostgreSQL")
+    port: int = key(5432, help="PostgreSQL port", **PORT)
+    bin_dir: str = key("/usr/lib/postgresql/15/bin", help="directory of pg_ctl, pg_basebackup, pg_rewind ...",
+                       expect="a path")
+    control: ControlConfig = key(ControlConfig(), help="start/stop method")
+    user: str = key("postgres", help="superuser role dcctl connects as (status, promote, rewind)")
+    dbname: str = key("postgres", help="database dcctl connects to")
+    replication_user: str = key("replicator", help="role with REPLICATION used by the standby")
+    passfile: str | None = key(None, help="libpq password file; passwords never go in this config", expect="a path")
+    slot_name: str | None = key(None, help="physical slot this node streams from when it is a standby "
+                                          "(default: dcctl_<site>)")
+    connect_timeout: float = key(3.0, help="seconds per connection attempt (libpq rounds below 2 up to 2)",
+                                 min=1, max=300)
+    statement_timeout: float = key(5.0, help="seconds any dcctl query may run", min=0.1, max=3600)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    listen: str = key("127.0.0.1:9640", help="host:port the agent serves /metrics and /healthz on",
+                      expect="host:port")
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    transport: LocalTransportConfig | SshTransportConfig = key(help="how dcctl reaches the site",
+                                                               expect="a mapping with type: local or ssh")
+    postgres: PostgresConfig = key(help="the PostgreSQL node of the service at this site")
+    file_stores: dict[str, str] = key({}, help="file stores at this site: name -> directory", expect="a path")
+    agent: AgentConfig = key(AgentConfig(), help="the dcctl agent at this site")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    lag_bytes_warn: int = key(16 * MIB, help="replication lag in bytes that raises WARN", min=0)
+    lag_bytes_crit: int = key(256 * MIB, help="replication lag in bytes that raises CRIT", min=0)
+    lag_seconds_warn: float = key(30.0, help="replay lag in seconds that raises WARN", min=0)
+    lag_seconds_crit: float = key(300.0, help="replay lag in seconds that raises CRIT", min=0)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    sites: dict[str, SiteConfig] = key(help="exactly two sites: name -> site")
+    database: str | None = key(None, help="the application's database (used by drills and the lab)")
+    thresholds: Thresholds = key(Thresholds(), help="check and alert thresholds")
+
+
+@dataclass(frozen=True)
+class Config:
+    services: dict[str, ServiceConfig] = key(help="protected services: name -> service")
+    version: int = key(1, help="config format version", min=1, max=1)
+    state_dir: str = key("/var/lib/dcctl", help="where journals, locks and reports are kept", expect="a path")
+    site_timeout: float = key(5.0, help="seconds a status or check may wait for one site before calling it "
+                                        "unreachable", min=0.5, max=600)
+    source: str = field(default="<memory>", metadata={"internal": True})
+
+    def service(self, name: str | None) -> tuple[str, ServiceConfig]:
+        from dcctl.errors import ConfigError
+
+        if name is None:
+            if len(self.services) == 1:
+                return next(iter(self.services.items()))
+            raise ConfigError([f"{self.source}: several services are configured ({', '.join(self.services)}); "
+                               f"choose one with --service"])
+        if name not in self.services:
+            raise ConfigError([f"{self.source}: no service named {name!r}; configured: {', '.join(self.services)}"])
+        return name, self.services[name]

@@ -1,0 +1,336 @@
+"""The two-site lab: two real PostgreSQL 15 servers on loopback with streaming replication,
+file-store directories, a generated config and, with --transport ssh, one private sshd per site.
+
+As root the servers run as the unprivileged `postgres` user (PostgreSQL refuses root);
+otherwise as the invoking user.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import stat
+import time
+from pathlib import Path
+from typing import Callable
+
+import psycopg
+from psycopg import sql
+
+from dcctl.errors import LabError, RefusedError
+from dcctl.lab import procs
+from dcctl.lab.config_gen import lab_config_text
+from dcctl.lab.layout import (APP_DATABASE, APP_USER, DEFAULT_BASE_PORT, PRIMARY_SITE, REPLICATION_USER, SITES,
+                              STANDBY_SITE, STORES, SUPERUSER, LabSpec)
+from dcctl.pg import queries, tools
+from dcctl.transport.local import LocalTransport
+
+Progress = Callable[[str], None]
+DEFAULT_BIN_DIR = "/usr/lib/postgresql/15/bin"
+STREAMING_TIMEOUT = 60.0
+
+LAB_SETTINGS = """
+# --- dcctl lab settings ---
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '{socket_dir}'
+wal_level = replica
+hot_standby = on
+max_wal_senders = 10
+max_replication_slots = 10
+wal_log_hints = on
+hot_standby_feedback = on
+wal_receiver_status_interval = 1s
+shared_buffers = 32MB
+max_connections = 40
+include_if_exists = 'dcctl-node.conf'
+"""
+
+
+def lab_user() -> pwd.struct_passwd:
+    if os.geteuid() == 0:
+        try:
+            return pwd.getpwnam("postgres")
+        except KeyError:
+            raise LabError("running as root, the lab needs the unprivileged 'postgres' user, which does not exist",
+                           hint="run scripts/setup.sh (it installs PostgreSQL 15), or run the lab as a normal user")
+        # (unreachable)
+    return pwd.getpwuid(os.geteuid())
+
+
+def find_bin_dir() -> str:
+    bin_dir = os.environ.get("DCCTL_PG_BIN", DEFAULT_BIN_DIR)
+    if not Path(bin_dir, "initdb").exists():
+        raise LabError(f"PostgreSQL 15 server binaries not found in {bin_dir}",
+                       hint="run scripts/setup.sh (apt-get install postgresql-15) or set DCCTL_PG_BIN")
+    return bin_dir
+
+
+def read_spec(directory: str | Path) -> LabSpec | None:
+    state = Path(directory) / "lab.json"
+    if not state.exists():
+        return None
+    return LabSpec.from_json(state.read_text())
+
+
+class Lab:
+    def __init__(self, spec: LabSpec, progress: Progress = lambda message: None):
+        self.spec = spec
+        self.progress = progress
+        self.user = pwd.getpwnam(spec.user)
+        self.local = LocalTransport("lab", run_as=spec.user)
+
+    # ---- up -------------------------------------------------------------------------------
+
+    @classmethod
+    def up(cls, directory: str | Path, base_port: int = DEFAULT_BASE_PORT, transport: str = "local",
+           progress: Progress = lambda message: None) -> "Lab":
+        root = Path(directory).absolute()
+        existing = read_spec(root)
+        if existing:
+            if existing.transport != transport or existing.base_port != base_port:
+                raise RefusedError(
+                    f"a lab already exists in {root} with --transport {existing.transport} "
+                    f"--base-port {existing.base_port}",
+                    hint=f"run `dcctl lab down --dir {root}` first, or use another --dir")
+            lab = cls(existing, progress)
+            lab.start_all()
+            return lab
+        if root.exists() and any(root.iterdir()):
+            raise RefusedError(f"{root} is not empty and holds no lab (no lab.json)",
+                               hint="choose an empty or new --dir")
+        user = lab_user()
+        spec = LabSpec(dir=str(root), base_port=base_port, transport=transport, user=user.pw_name,
+                       bin_dir=find_bin_dir())
+        busy = [p for p in spec.ports() if not procs.port_free(p)]
+        if busy:
+            raise RefusedError(f"port(s) {', '.join(map(str, busy))} on 127.0.0.1 already in use",
+                               hint="choose another --base-port")
+        lab = cls(spec, progress)
+        try:
+            lab.create()
+        except BaseException:
+            lab.teardown()
+            raise
+        return lab
+
+    def create(self) -> None:
+        spec = self.spec
+        self.progress(f"creating the lab in {spec.root}")
+        spec.root.mkdir(parents=True, exist_ok=True)
+        spec.root.chmod(0o755)
+        self.check_reachable_by_user(spec.root)
+        spec.state_file.write_text(spec.to_json())
+        for path in (spec.root / "sites", spec.state_dir):
+            path.mkdir(exist_ok=True)
+        for site in SITES:
+            self.owned_dir(spec.site_dir(site), 0o755)
+            for store in STORES:
+                self.owned_dir(spec.store_dir(site, store).parent, 0o755)
+                self.owned_dir(spec.store_dir(site, store), 0o755)
+        self.owned_dir(spec.socket_dir, 0o700)
+        passwords = {role: secrets.token_urlsafe(18) for role in (SUPERUSER, REPLICATION_USER, APP_USER)}
+        self.write_owned(spec.pgpass, "".join(f"127.0.0.1:*:*:{role}:{pw}\n" for role, pw in passwords.items()))
+
+        self.progress(f"initdb: primary at site {PRIMARY_SITE} (data checksums on)")
+        self.initdb(PRIMARY_SITE, passwords[SUPERUSER])
+        self.start(PRIMARY_SITE)
+        self.create_roles(passwords)
+
+        self.progress(f"pg_basebackup: standby at site {STANDBY_SITE} with slot dcctl_{STANDBY_SITE}")
+        self.clone_standby(STANDBY_SITE, PRIMARY_SITE)
+        self.start(STANDBY_SITE)
+        self.wait_streaming(STANDBY_SITE)
+
+        if spec.transport == "ssh":
+            self.start_sshds()
+        self.write_owned(spec.config_path, lab_config_text(spec), owner_is_user=False, mode=0o644)
+        self.progress(f"lab up: config {spec.config_path}")
+
+    def check_reachable_by_user(self, root: Path) -> None:
+        if self.user.pw_uid == os.geteuid():
+            return
+        for parent in [root, *root.parents]:
+            mode = parent.stat()
+            if mode.st_uid == self.user.pw_uid:
+                continue
+            if not mode.st_mode & stat.S_IXOTH and not (mode.st_gid == self.user.pw_gid and mode.st_mode & stat.S_IXGRP):
+                raise LabError(f"the '{self.user.pw_name}' user that runs PostgreSQL cannot enter {parent} "
+                               f"(mode {stat.filemode(mode.st_mode)})",
+                               hint="put the lab under a directory others can traverse, e.g. --dir /tmp/dcctl-lab")
+
+    def owned_dir(self, path: Path, mode: int) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(mode)
+        os.chown(path, self.user.pw_uid, self.user.pw_gid)
+
+    def write_owned(self, path: Path, text: str, owner_is_user: bool = True, mode: int = 0o600) -> None:
+        path.write_text(text)
+        path.chmod(mode)
+        if owner_is_user:
+            os.chown(path, self.user.pw_uid, self.user.pw_gid)
+
+    def initdb(self, site: str, superuser_password: str) -> None:
+        spec = self.spec
+        pwfile = spec.site_dir(site) / ".initdb-pw"
+        self.write_owned(pwfile, superuser_password + "\n")
+        try:
+            self.local.run(tools.initdb(spec.bin_dir, str(spec.pgdata(site)), SUPERUSER, str(pwfile)),
+                           timeout=120).check("initdb")
+        finally:
+            pwfile.unlink(missing_ok=True)
+        conf = spec.pgdata(site) / "postgresql.conf"
+        with conf.open("a") as fh:
+            fh.write(LAB_SETTINGS.format(socket_dir=spec.socket_dir))
+        self.write_node_conf(site)
+
+    def write_node_conf(self, site: str) -> None:
+        text = f"port = {self.spec.pg_port(site)}\ncluster_name = 'massar-{site}'\n"
+        self.write_owned(self.spec.pgdata(site) / "dcctl-node.conf", text)
+
+    def create_roles(self, passwords: dict[str, str]) -> None:
+        with self.connect(PRIMARY_SITE) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} WITH LOGIN REPLICATION PASSWORD {}").format(
+                sql.Identifier(REPLICATION_USER), sql.Literal(passwords[REPLICATION_USER])))
+            conn.execute(sql.SQL("CREATE ROLE {} WITH LOGIN PASSWORD {}").format(
+                sql.Identifier(APP_USER), sql.Literal(passwords[APP_USER])))
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(APP_DATABASE), sql.Identifier(APP_USER)))
+            slot = f"dcctl_{STANDBY_SITE}"
+            conn.execute(queries.CREATE_PHYSICAL_SLOT, (slot, slot))
+
+    def clone_standby(self, site: str, upstream: str) -> None:
+        spec = self.spec
+        source = tools.conninfo(host="127.0.0.1", port=spec.pg_port(upstream), user=REPLICATION_USER,
+                                passfile=str(spec.pgpass), application_name=site)
+        self.local.run(tools.pg_basebackup(spec.bin_dir, str(spec.pgdata(site)), source, f"dcctl_{site}"),
+                       timeout=600).check("pg_basebackup")
+        self.write_node_conf(site)
+        auto_conf = spec.pgdata(site) / "postgresql.auto.conf"
+        with auto_conf.open("a") as fh:
+            fh.write(f"primary_conninfo = '{source.replace(chr(39), chr(39) * 2)}'\n"
+                     f"primary_slot_name = 'dcctl_{site}'\n")
+        self.write_owned(spec.pgdata(site) / "standby.signal", "")
+
+    def connect(self, site: str, dbname: str = "postgres") -> psycopg.Connection:
+        return psycopg.connect(host="127.0.0.1", port=self.spec.pg_port(site), user=SUPERUSER, dbname=dbname,
+                               passfile=str(self.spec.pgpass), connect_timeout=5, autocommit=True,
+                               application_name="dcctl lab")
+
+    def wait_streaming(self, site: str) -> None:
+        def streaming() -> bool:
+            try:
+                with self.connect(site) as conn:
+                    row = conn.execute(queries.REPLICATION_STREAMING).fetchone()
+                    return bool(row and row[0] == "streaming")
+            except psycopg.Error:
+                return False
+
+        if not procs.wait_until(streaming, STREAMING_TIMEOUT, interval=0.1):
+            raise LabError(f"the standby at site {site} did not start streaming within {STREAMING_TIMEOUT:g} s",
+                           hint=f"see {self.spec.pg_log(site)}")
+
+    # ---- start / stop ---------------------------------------------------------------------
+
+    def running(self, site: str) -> int | None:
+        return procs.postmaster_pid(self.spec.pgdata(site))
+
+    def start(self, site: str) -> None:
+        if self.running(site):
+            return
+        spec = self.spec
+        if not spec.pgdata(site).exists():
+            raise LabError(f"the lab's data directory {spec.pgdata(site)} is missing",
+                           hint=f"run `dcctl lab down --dir {spec.dir}` and `dcctl lab up` again")
+        self.local.run(tools.pg_ctl_start(spec.bin_dir, str(spec.pgdata(site)), str(spec.pg_log(site))),
+                       timeout=90).check(f"pg_ctl start (site {site})")
+
+    def stop(self, site: str, mode: str = "fast") -> None:
+        spec = self.spec
+        pid = self.running(site)
+        if not pid:
+            return
+        result = self.local.run(tools.pg_ctl_stop(spec.bin_dir, str(spec.pgdata(site)), mode=mode, timeout=30),
+                                timeout=40)
+        if result.ok:
+            return
+        if self.running(site) == pid:
+            os.kill(pid, signal.SIGKILL)
+            procs.wait_until(lambda: not procs.alive(pid), 10)
+
+    def sshds(self) -> dict:
+        from dcctl.lab.sshd import PrivateSshd
+
+        spec = self.spec
+        return {site: PrivateSshd(spec.sshd_dir(site), spec.sshd_port(site), spec.user,
+                                  spec.ssh_dir / "authorized_keys") for site in SITES}
+
+    def start_sshds(self) -> None:
+        from dcctl.lab.sshd import ensure_client_key
+
+        spec = self.spec
+        spec.ssh_dir.mkdir(exist_ok=True)
+        ensure_client_key(spec.ssh_dir)
+        entries = []
+        for site, sshd in self.sshds().items():
+            self.progress(f"sshd for site {site} on 127.0.0.1:{spec.sshd_port(site)}")
+            sshd.prepare()
+            if not sshd.running():
+                sshd.start()
+            entries.append(sshd.known_hosts_entry())
+        (spec.ssh_dir / "known_hosts").write_text("\n".join(entries) + "\n")
+
+    def start_all(self) -> None:
+        for site in SITES:
+            self.start(site)
+        self.wait_streaming(STANDBY_SITE)
+        if self.spec.transport == "ssh":
+            self.start_sshds()
+        self.progress(f"lab up: config {self.spec.config_path}")
+
+    def teardown(self) -> None:
+        """Stop every process the lab started and remove its directory."""
+        spec = self.spec
+        for site in reversed(SITES):
+            self.stop(site, mode="immediate" if site == STANDBY_SITE else "fast")
+        if spec.transport == "ssh" and spec.ssh_dir.exists():
+            for sshd in self.sshds().values():
+                sshd.stop()
+        if spec.state_file.exists():
+            shutil.rmtree(spec.root, ignore_errors=True)
+
+    def status(self) -> dict:
+        spec = self.spec
+        sites = {}
+        for site in SITES:
+            entry = {"postgres_pid": self.running(site), "postgres_port": spec.pg_port(site),
+                     "postgres_listening": procs.port_open(spec.pg_port(site)),
+                     "data_dir": str(spec.pgdata(site)),
+                     "file_stores": {s: str(spec.store_dir(site, s)) for s in STORES}}
+            if spec.transport == "ssh":
+                sshd = self.sshds()[site]
+                entry.update(sshd_port=spec.sshd_port(site), sshd_pid=sshd.pid if sshd.running() else None)
+            sites[site] = entry
+        return {"dir": spec.dir, "transport": spec.transport, "user": spec.user, "config": str(spec.config_path),
+                "dsn": spec.app_dsn(), "sites": sites}
+
+
+def lab_down(directory: str | Path, progress: Progress = lambda message: None) -> bool:
+    """Stop and remove the lab in `directory`. False when there was none."""
+    spec = read_spec(directory)
+    if spec is None:
+        return False
+    progress(f"stopping the lab in {spec.dir}")
+    started = time.monotonic()
+    Lab(spec, progress).teardown()
+    progress(f"lab down in {time.monotonic() - started:.1f} s")
+    return True
+
+
+def open_lab(directory: str | Path) -> Lab:
+    spec = read_spec(directory)
+    if spec is None:
+        raise LabError(f"no lab in {Path(directory).absolute()} (no lab.json)",
+                       hint=f"create one with `dcctl lab up --dir {directory}`")
+    return Lab(spec)

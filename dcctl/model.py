@@ -1,0 +1,79 @@
+"""Immutable snapshots of what dcctl observed. Built once, then passed to pure decisions."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class Role(str, enum.Enum):
+    PRIMARY = "primary"
+    STANDBY = "standby"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class SlotStatus:
+    name: str
+    active: bool
+    restart_lsn: str | None
+    retained_bytes: int | None
+    wal_status: str | None
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One round trip to one PostgreSQL server."""
+
+    in_recovery: bool
+    timeline: int | None
+    current_lsn: str | None  # primary only
+    receive_lsn: str | None  # standby only
+    replay_lsn: str | None  # standby only
+    last_replay_at: datetime | None
+    replay_paused: bool
+    server_now: datetime
+    receiver_status: str | None  # pg_stat_wal_receiver.status, e.g. "streaming"
+    receiver_slot: str | None
+    upstream: str | None  # host:port the WAL receiver streams from
+    server_version: int
+    slots: tuple[SlotStatus, ...] = ()
+    settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def role(self) -> Role:
+        return Role.STANDBY if self.in_recovery else Role.PRIMARY
+
+
+@dataclass(frozen=True)
+class SiteStatus:
+    """What one site told us, or why it did not."""
+
+    site: str
+    transport: str
+    reachable: bool | None  # None: not asked (no answer before the deadline)
+    transport_error: str | None
+    postgres: str  # host:port
+    node: NodeStatus | None
+    postgres_error: str | None
+
+    @property
+    def postgres_up(self) -> bool:
+        return self.node is not None
+
+    @property
+    def role(self) -> Role:
+        return self.node.role if self.node else Role.UNKNOWN
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    service: str
+    sites: tuple[SiteStatus, ...]
+    taken_at: datetime
+
+    def primaries(self) -> list[SiteStatus]:
+        return [s for s in self.sites if s.role is Role.PRIMARY]
+
+    def site(self, name: str) -> SiteStatus:
+        return next(s for s in self.sites if s.site == name)

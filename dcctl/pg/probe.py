@@ -1,0 +1,45 @@
+"""One round trip to a PostgreSQL node -> NodeStatus."""
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from dcctl.config.schema import PostgresConfig
+from dcctl.errors import UnreachableError
+from dcctl.model import NodeStatus, SlotStatus
+from dcctl.pg import queries
+from dcctl.pg.session import connect, first_line
+
+
+def probe_node(node: PostgresConfig, site: str, purpose: str = "status") -> NodeStatus:
+    with connect(node, purpose, site) as conn:
+        try:
+            row = conn.execute(queries.NODE_STATUS).fetchone()
+        except psycopg.Error as exc:
+            raise UnreachableError(f"PostgreSQL at {node.host}:{node.port} (site {site}) did not answer "
+                                   f"the status query: {first_line(exc)}") from None
+    return node_status_from_row(row)
+
+
+def node_status_from_row(row: dict[str, Any]) -> NodeStatus:
+    in_recovery = bool(row["in_recovery"])
+    if in_recovery:
+        timeline = row["received_timeline"] or row["checkpoint_timeline"]
+    else:
+        timeline = row["primary_timeline"]
+    slots = tuple(
+        SlotStatus(name=s["name"], active=bool(s["active"]), restart_lsn=s["restart_lsn"],
+                   retained_bytes=None if s["retained_bytes"] is None else int(s["retained_bytes"]),
+                   wal_status=s["wal_status"])
+        for s in row["slots"] or ()
+    )
+    return NodeStatus(
+        in_recovery=in_recovery, timeline=timeline, current_lsn=row["current_lsn"],
+        receive_lsn=row["receive_lsn"] if in_recovery else None,
+        replay_lsn=row["replay_lsn"] if in_recovery else None,
+        last_replay_at=row["last_replay_at"], replay_paused=bool(row["replay_paused"]),
+        server_now=row["server_now"], receiver_status=row["receiver_status"], receiver_slot=row["receiver_slot"],
+        upstream=row["upstream"], server_version=row["server_version"], slots=slots,
+        settings=dict(row["settings"] or {}),
+    )

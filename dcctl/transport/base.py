@@ -1,0 +1,63 @@
+"""How dcctl reaches a site: one interface, so every operation works over each transport."""
+from __future__ import annotations
+
+import abc
+import shlex
+from dataclasses import dataclass
+from typing import Sequence
+
+from dcctl.errors import ToolError
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    def check(self, what: str | None = None) -> "Completed":
+        """Raise ToolError (with the tool's stderr) unless the command succeeded."""
+        if self.rc != 0:
+            label = what or shlex.join(self.argv[:2])
+            raise ToolError(f"{label} failed with exit code {self.rc}", rc=self.rc,
+                            stderr=self.stderr or self.stdout)
+        return self
+
+
+class Transport(abc.ABC):
+    """Runs argv lists at a site (never a shell string) and moves small files in and out.
+
+    `run` raises CommandTimeout when the deadline passes and UnreachableError when the site
+    cannot be reached; a command that runs and fails returns its rc (use .check()).
+    """
+
+    site: str
+    description: str  # e.g. "ssh postgres@10.0.0.2:22" or "local"
+
+    @abc.abstractmethod
+    def run(self, argv: Sequence[str], *, timeout: float | None = None, input: str | bytes | None = None,
+            env: dict[str, str] | None = None) -> Completed: ...
+
+    @abc.abstractmethod
+    def read_file(self, path: str) -> bytes: ...
+
+    @abc.abstractmethod
+    def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        """Write atomically (temp file + rename) so a reader never sees half a file."""
+
+    def connect(self) -> None:
+        """Open the connection now (ssh), so later commands pay no handshake. Raises UnreachableError."""
+
+    def close(self) -> None:
+        """Release the connection. The transport may be used again afterwards."""
+
+    def __enter__(self) -> "Transport":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

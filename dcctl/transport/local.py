@@ -1,0 +1,89 @@
+"""The local transport: subprocess on this machine, argv only.
+
+When dcctl runs as root and the site names `run_as`, commands run as that user (PostgreSQL
+refuses to run as root) and files written for the site are owned by it.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import subprocess
+import tempfile
+from typing import Sequence
+
+from dcctl.errors import CommandTimeout, ToolError
+from dcctl.transport.base import Completed, Transport
+
+
+class LocalTransport(Transport):
+    def __init__(self, site: str, run_as: str | None = None, default_timeout: float = 120.0):
+        self.site = site
+        self.default_timeout = default_timeout
+        self.user = pwd.getpwnam(run_as) if run_as and os.geteuid() == 0 and run_as != "root" else None
+        self.description = f"local (as {self.user.pw_name})" if self.user else "local"
+
+    def _env(self, extra: dict[str, str] | None) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.user:
+            env.update(HOME=self.user.pw_dir, USER=self.user.pw_name, LOGNAME=self.user.pw_name)
+        env.setdefault("LC_ALL", "C.UTF-8")
+        env.update(extra or {})
+        return env
+
+    def popen(self, argv: Sequence[str], *, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+        """Start a long-running process (the caller reads its pipes), in its own process group."""
+        user_args = {}
+        if self.user:
+            user_args = dict(user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[])
+        try:
+            return subprocess.Popen(list(argv), env=self._env(env), cwd=self.user.pw_dir if self.user else None,
+                                    start_new_session=True, **user_args, **kwargs)
+        except FileNotFoundError:
+            raise ToolError(f"{argv[0]}: command not found on site {self.site}",
+                            hint="check bin_dir in the config and that the tool is installed") from None
+
+    def run(self, argv: Sequence[str], *, timeout: float | None = None, input: str | bytes | None = None,
+            env: dict[str, str] | None = None) -> Completed:
+        timeout = self.default_timeout if timeout is None else timeout
+        data = input.encode() if isinstance(input, str) else input
+        proc = self.popen(argv, env=env, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = proc.communicate(data, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise CommandTimeout(f"{argv[0]} did not finish within {timeout:g} s on site {self.site}") from None
+        except BaseException:
+            _kill_group(proc)
+            raise
+        return Completed(tuple(argv), proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+
+    def read_file(self, path: str) -> bytes:
+        with open(path, "rb") as fh:
+            return fh.read()
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        directory = os.path.dirname(path) or "."
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".dcctl-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, mode)
+            if self.user:
+                os.chown(tmp, self.user.pw_uid, self.user.pw_gid)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
