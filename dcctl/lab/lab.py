@@ -118,9 +118,9 @@ class Lab:
     def create(self) -> None:
         spec = self.spec
         self.progress(f"creating the lab in {spec.root}")
+        self.check_reachable_by_user(spec.root)
         spec.root.mkdir(parents=True, exist_ok=True)
         spec.root.chmod(0o755)
-        self.check_reachable_by_user(spec.root)
         spec.state_file.write_text(spec.to_json())
         for path in (spec.root / "sites", spec.state_dir):
             path.mkdir(exist_ok=True)
@@ -152,6 +152,8 @@ class Lab:
         if self.user.pw_uid == os.geteuid():
             return
         for parent in [root, *root.parents]:
+            if not parent.exists():
+                continue  # created below with mode 0755
             mode = parent.stat()
             if mode.st_uid == self.user.pw_uid:
                 continue

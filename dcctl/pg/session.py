@@ -23,13 +23,18 @@ def connect(node: PostgresConfig, purpose: str, site: str, *, dbname: str | None
             autocommit=True, row_factory=dict_row,
         )
     except psycopg.OperationalError as exc:
+        cause = first_line(exc)
+        if "timeout expired" in cause:
+            cause += f" (connect_timeout {max(2, math.ceil(node.connect_timeout))} s)"
         raise UnreachableError(f"PostgreSQL at {node.host}:{node.port} (site {site}) is unreachable: "
-                               f"{first_line(exc)}") from None
+                               f"{cause}") from None
 
 
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    # libpq prefixes each attempt with "connection to server at ... failed:"; keep the cause.
-    cause = lines[-1] if lines else type(exc).__name__
-    return cause.split("failed: ", 1)[-1]
+    # libpq writes 'connection to server at "h", port p failed: <cause>' then an advice line.
+    causes = [line.split("failed: ", 1)[1] for line in lines if "failed: " in line]
+    if causes:
+        return causes[-1]
+    return lines[0] if lines else type(exc).__name__

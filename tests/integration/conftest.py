@@ -1,0 +1,76 @@
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+import psycopg
+import pytest
+
+from dcctl.lab import procs
+from dcctl.lab.lab import Lab, lab_down
+
+if not os.path.exists("/usr/lib/postgresql/15/bin/initdb") and not os.environ.get("DCCTL_PG_BIN"):
+    pytest.exit("PostgreSQL 15 server binaries are missing: run scripts/setup.sh", returncode=1)
+
+
+def free_port_block(count: int = 6) -> int:
+    """A base port N with N..N+count-1 all free on 127.0.0.1."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000)
+        if all(procs.port_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+def dcctl(*args: str, config: str | None = None, check: bool = True, timeout: float = 120):
+    """Run the real CLI in a subprocess, as an operator would."""
+    env = dict(os.environ)
+    if config:
+        env["DCCTL_CONFIG"] = config
+    result = subprocess.run([sys.executable, "-m", "dcctl", *args], capture_output=True, text=True, env=env,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"dcctl {' '.join(args)} exited {result.returncode}:\n{result.stderr}{result.stdout}")
+    return result
+
+
+def status_json(config: str) -> dict:
+    return json.loads(dcctl("status", "-o", "json", config=config).stdout)["services"][0]
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.1, what: str = "condition"):
+    """Poll against a deadline (tests check outcomes, never wall-clock figures)."""
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def make_lab(tmp_root, transport: str) -> Lab:
+    directory = tmp_root / f"lab-{transport}"
+    return Lab.up(directory, base_port=free_port_block(), transport=transport)
+
+
+@pytest.fixture(scope="module", params=["local", "ssh"])
+def lab(request, tmp_path_factory):
+    """One lab per transport and test module; tests that break it restore it."""
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="dcctl-lab-", dir="/tmp"))
+    root.chmod(0o755)
+    lab_ = make_lab(root, request.param)
+    yield lab_
+    lab_down(lab_.spec.dir)
+    root.rmdir()
+
+
+def app_connect(lab_: Lab, site: str, dbname: str = "massar"):
+    return psycopg.connect(host="127.0.0.1", port=lab_.spec.pg_port(site), dbname=dbname, user="postgres",
+                           passfile=str(lab_.spec.pgpass), autocommit=True, connect_timeout=5)
