@@ -39,10 +39,26 @@ class NodeStatus:
     server_version: int
     slots: tuple[SlotStatus, ...] = ()
     settings: dict[str, str] = field(default_factory=dict)
+    clock_offset: float | None = None  # server clock minus dcctl's clock, seconds (query midpoint)
 
     @property
     def role(self) -> Role:
         return Role.STANDBY if self.in_recovery else Role.PRIMARY
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    label: str  # data, wal, store:<name>
+    path: str
+    total_bytes: int | None
+    free_bytes: int | None
+    error: str | None = None
+
+    @property
+    def free_ratio(self) -> float | None:
+        if not self.total_bytes or self.free_bytes is None:
+            return None
+        return self.free_bytes / self.total_bytes
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,8 @@ class SiteStatus:
     postgres: str  # host:port
     node: NodeStatus | None
     postgres_error: str | None
+    disks: tuple[DiskUsage, ...] = ()
+    disk_error: str | None = None
 
     @property
     def postgres_up(self) -> bool:

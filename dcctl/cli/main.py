@@ -48,6 +48,9 @@ def cli(ctx: click.Context, config_path: str | None, output: str, verbose: int, 
     """
     logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose < 2:
+        # paramiko logs a traceback at ERROR for a dead peer; dcctl reports that itself in one line.
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL + 1)
     ctx.obj = Context(config_path, output, verbose, assume_yes)
 
 
@@ -64,11 +67,13 @@ def output_option(command):
 
 
 def _register() -> None:
-    from dcctl.cli import config_cmd, lab_cmd, status_cmd
+    from dcctl.cli import check_cmd, config_cmd, lab_cmd, replication_cmd, status_cmd
 
     cli.add_command(status_cmd.status)
+    cli.add_command(check_cmd.check)
     cli.add_command(config_cmd.config)
     cli.add_command(lab_cmd.lab)
+    cli.add_command(replication_cmd.replication)
 
 
 _register()

@@ -51,6 +51,9 @@ class ControlConfig:
     method: Literal["pg_ctl", "systemd"] = key("pg_ctl", help="how to start and stop PostgreSQL at this site")
     unit: str | None = key(None, help="systemd unit of the cluster (method: systemd), e.g. postgresql@15-main")
     use_sudo: bool = key(False, help="prefix systemctl with 'sudo -n' (method: systemd)")
+    log_file: str | None = key(None, help="server log for pg_ctl start -l (method: pg_ctl); default: "
+                                          "<data_dir>/../<basename of data_dir>.log", expect="a path")
+    start_timeout: float = key(120.0, help="seconds to wait for PostgreSQL to start or stop", min=1, max=86400)
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,11 @@ class PostgresConfig:
     user: str = key("postgres", help="superuser role dcctl connects as (status, promote, rewind)")
     dbname: str = key("postgres", help="database dcctl connects to")
     replication_user: str = key("replicator", help="role with REPLICATION used by the standby")
-    passfile: str | None = key(None, help="libpq password file; passwords never go in this config", expect="a path")
+    passfile: str | None = key(None, help="libpq password file dcctl reads where it runs; passwords never go in "
+                                          "this config", expect="a path")
+    replication_passfile: str | None = key(None, help="password file AT THIS SITE that its standby connection "
+                                                      "(pg_basebackup, primary_conninfo) reads; default: libpq's "
+                                                      "~/.pgpass of the site's OS user", expect="a path")
     slot_name: str | None = key(None, help="physical slot this node streams from when it is a standby "
                                           "(default: dcctl_<site>)")
     connect_timeout: float = key(3.0, help="seconds per connection attempt (libpq rounds below 2 up to 2)",
@@ -93,6 +100,16 @@ class Thresholds:
     lag_bytes_crit: int = key(256 * MIB, help="replication lag in bytes that raises CRIT", min=0)
     lag_seconds_warn: float = key(30.0, help="replay lag in seconds that raises WARN", min=0)
     lag_seconds_crit: float = key(300.0, help="replay lag in seconds that raises CRIT", min=0)
+    slot_retained_bytes_warn: int = key(1024 * MIB, help="WAL kept by one replication slot that raises WARN "
+                                                         "(an inactive slot that keeps any WAL also warns)", min=0)
+    slot_retained_bytes_crit: int = key(8 * 1024 * MIB, help="WAL kept by one replication slot that raises CRIT",
+                                        min=0)
+    disk_free_warn_ratio: float = key(0.15, help="free share of a volume (data, WAL, file store) below which "
+                                                 "to WARN", min=0, max=1)
+    disk_free_crit_ratio: float = key(0.05, help="free share of a volume below which to raise CRIT", min=0, max=1)
+    clock_skew_warn_seconds: float = key(1.0, help="clock difference between the sites that raises WARN", min=0)
+    clock_skew_crit_seconds: float = key(10.0, help="clock difference between the sites that raises CRIT", min=0)
+    drill_max_age_days: float = key(8.0, help="age of the last successful drill that raises WARN", min=0)
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,9 @@ def lab_config(spec: LabSpec) -> dict[str, Any]:
             "transport": transport,
             "postgres": {
                 "host": "127.0.0.1", "port": spec.pg_port(site), "data_dir": str(spec.pgdata(site)),
-                "bin_dir": spec.bin_dir, "control": {"method": "pg_ctl"}, "user": SUPERUSER,
-                "replication_user": REPLICATION_USER, "passfile": str(spec.pgpass),
+                "bin_dir": spec.bin_dir, "control": {"method": "pg_ctl", "log_file": str(spec.pg_log(site))},
+                "user": SUPERUSER, "replication_user": REPLICATION_USER, "passfile": str(spec.pgpass),
+                "replication_passfile": str(spec.pgpass),
                 "slot_name": f"dcctl_{site}",
             },
             "file_stores": {store: str(spec.store_dir(site, store)) for store in STORES},

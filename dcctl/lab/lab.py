@@ -22,8 +22,8 @@ from psycopg import sql
 from dcctl.errors import LabError, RefusedError
 from dcctl.lab import procs
 from dcctl.lab.config_gen import lab_config_text
-from dcctl.lab.layout import (APP_DATABASE, APP_USER, DEFAULT_BASE_PORT, PRIMARY_SITE, REPLICATION_USER, SITES,
-                              STANDBY_SITE, STORES, SUPERUSER, LabSpec)
+from dcctl.lab.layout import (APP_DATABASE, APP_USER, DEFAULT_BASE_PORT, PRIMARY_SITE, REPLICATION_USER, SERVICE,
+                              SITES, STANDBY_SITE, STORES, SUPERUSER, LabSpec)
 from dcctl.pg import queries, tools
 from dcctl.transport.local import LocalTransport
 
@@ -138,15 +138,22 @@ class Lab:
         self.start(PRIMARY_SITE)
         self.create_roles(passwords)
 
-        self.progress(f"pg_basebackup: standby at site {STANDBY_SITE} with slot dcctl_{STANDBY_SITE}")
-        self.clone_standby(STANDBY_SITE, PRIMARY_SITE)
-        self.start(STANDBY_SITE)
-        self.wait_streaming(STANDBY_SITE)
-
         if spec.transport == "ssh":
             self.start_sshds()
         self.write_owned(spec.config_path, lab_config_text(spec), owner_is_user=False, mode=0o644)
+        self.progress(f"replication init: standby at site {STANDBY_SITE} (through the {spec.transport} transport)")
+        self.init_standby()
         self.progress(f"lab up: config {spec.config_path}")
+
+    def init_standby(self) -> None:
+        """Build the standby with `dcctl replication init`, exactly as on real sites."""
+        from dcctl.config import load_config
+        from dcctl.replication.init import prepare_init
+
+        config = load_config(self.spec.config_path)
+        _plan, builder = prepare_init(config, SERVICE, config.services[SERVICE], source=PRIMARY_SITE,
+                                      target=STANDBY_SITE, force=False)
+        builder.run(_LabReporter(self.progress))
 
     def check_reachable_by_user(self, root: Path) -> None:
         if self.user.pw_uid == os.geteuid():
@@ -188,7 +195,7 @@ class Lab:
         self.write_node_conf(site)
 
     def write_node_conf(self, site: str) -> None:
-        text = f"port = {self.spec.pg_port(site)}\ncluster_name = 'massar-{site}'\n"
+        text = f"port = {self.spec.pg_port(site)}\n"
         self.write_owned(self.spec.pgdata(site) / "dcctl-node.conf", text)
 
     def create_roles(self, passwords: dict[str, str]) -> None:
@@ -199,21 +206,6 @@ class Lab:
                 sql.Identifier(APP_USER), sql.Literal(passwords[APP_USER])))
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
                 sql.Identifier(APP_DATABASE), sql.Identifier(APP_USER)))
-            slot = f"dcctl_{STANDBY_SITE}"
-            conn.execute(queries.CREATE_PHYSICAL_SLOT, (slot, slot))
-
-    def clone_standby(self, site: str, upstream: str) -> None:
-        spec = self.spec
-        source = tools.conninfo(host="127.0.0.1", port=spec.pg_port(upstream), user=REPLICATION_USER,
-                                passfile=str(spec.pgpass), application_name=site)
-        self.local.run(tools.pg_basebackup(spec.bin_dir, str(spec.pgdata(site)), source, f"dcctl_{site}"),
-                       timeout=600).check("pg_basebackup")
-        self.write_node_conf(site)
-        auto_conf = spec.pgdata(site) / "postgresql.auto.conf"
-        with auto_conf.open("a") as fh:
-            fh.write(f"primary_conninfo = '{source.replace(chr(39), chr(39) * 2)}'\n"
-                     f"primary_slot_name = 'dcctl_{site}'\n")
-        self.write_owned(spec.pgdata(site) / "standby.signal", "")
 
     def connect(self, site: str, dbname: str = "postgres") -> psycopg.Connection:
         return psycopg.connect(host="127.0.0.1", port=self.spec.pg_port(site), user=SUPERUSER, dbname=dbname,
@@ -316,6 +308,20 @@ class Lab:
             sites[site] = entry
         return {"dir": spec.dir, "transport": spec.transport, "user": spec.user, "config": str(spec.config_path),
                 "dsn": spec.app_dsn(), "sites": sites}
+
+
+class _LabReporter:
+    def __init__(self, progress: Progress):
+        self.say = progress
+
+    def step_started(self, index, total, step) -> None:
+        self.say(f"  [{index}/{total}] {step.describe}")
+
+    def step_finished(self, index, total, step, seconds) -> None:
+        pass
+
+    def progress(self, done, total) -> None:
+        pass
 
 
 def lab_down(directory: str | Path, progress: Progress = lambda message: None) -> bool:

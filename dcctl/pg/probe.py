@@ -1,6 +1,8 @@
 """One round trip to a PostgreSQL node -> NodeStatus."""
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -15,11 +17,14 @@ from dcctl.pg.session import connect, first_line
 def probe_node(node: PostgresConfig, site: str, purpose: str = "status") -> NodeStatus:
     with connect(node, purpose, site) as conn:
         try:
+            sent = time.time()
             row = conn.execute(queries.NODE_STATUS).fetchone()
+            received = time.time()
         except psycopg.Error as exc:
             raise UnreachableError(f"PostgreSQL at {node.host}:{node.port} (site {site}) did not answer "
                                    f"the status query: {first_line(exc)}") from None
-    return node_status_from_row(row)
+    status = node_status_from_row(row)
+    return replace(status, clock_offset=status.server_now.timestamp() - (sent + received) / 2)
 
 
 def node_status_from_row(row: dict[str, Any]) -> NodeStatus:

@@ -4,7 +4,9 @@ from __future__ import annotations
 import abc
 import shlex
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
+
+OutputCallback = Callable[[str], None]
 
 from dcctl.errors import ToolError
 
@@ -41,7 +43,8 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def run(self, argv: Sequence[str], *, timeout: float | None = None, input: str | bytes | None = None,
-            env: dict[str, str] | None = None) -> Completed: ...
+            env: dict[str, str] | None = None, on_stderr: OutputCallback | None = None) -> Completed:
+        """on_stderr, when given, receives stderr text as it arrives (progress of long tools)."""
 
     @abc.abstractmethod
     def read_file(self, path: str) -> bytes: ...

@@ -10,10 +10,11 @@ import pwd
 import signal
 import subprocess
 import tempfile
+import threading
 from typing import Sequence
 
 from dcctl.errors import CommandTimeout, ToolError
-from dcctl.transport.base import Completed, Transport
+from dcctl.transport.base import Completed, OutputCallback, Transport
 
 
 class LocalTransport(Transport):
@@ -44,13 +45,16 @@ class LocalTransport(Transport):
                             hint="check bin_dir in the config and that the tool is installed") from None
 
     def run(self, argv: Sequence[str], *, timeout: float | None = None, input: str | bytes | None = None,
-            env: dict[str, str] | None = None) -> Completed:
+            env: dict[str, str] | None = None, on_stderr: OutputCallback | None = None) -> Completed:
         timeout = self.default_timeout if timeout is None else timeout
         data = input.encode() if isinstance(input, str) else input
         proc = self.popen(argv, env=env, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            out, err = proc.communicate(data, timeout=timeout)
+            if on_stderr is None:
+                out, err = proc.communicate(data, timeout=timeout)
+            else:
+                out, err = _communicate_streaming(proc, data, timeout, on_stderr)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             raise CommandTimeout(f"{argv[0]} did not finish within {timeout:g} s on site {self.site}") from None
@@ -79,6 +83,31 @@ class LocalTransport(Transport):
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+
+
+def _communicate_streaming(proc: subprocess.Popen, data: bytes | None, timeout: float,
+                           on_stderr: OutputCallback) -> tuple[bytes, bytes]:
+    """Like communicate(), but hands stderr to on_stderr as it arrives."""
+    out, err = bytearray(), bytearray()
+
+    def read_stdout() -> None:
+        out.extend(proc.stdout.read())
+
+    def read_stderr() -> None:
+        for chunk in iter(lambda: os.read(proc.stderr.fileno(), 65536), b""):
+            err.extend(chunk)
+            on_stderr(chunk.decode(errors="replace"))
+
+    readers = [threading.Thread(target=read_stdout, daemon=True), threading.Thread(target=read_stderr, daemon=True)]
+    for reader in readers:
+        reader.start()
+    if data is not None:
+        proc.stdin.write(data)
+        proc.stdin.close()
+    proc.wait(timeout=timeout)
+    for reader in readers:
+        reader.join(timeout=5)
+    return bytes(out), bytes(err)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

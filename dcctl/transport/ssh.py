@@ -21,7 +21,7 @@ from paramiko.common import cMSG_CHANNEL_REQUEST
 
 from dcctl.config.schema import SshTransportConfig
 from dcctl.errors import CommandTimeout, DcctlError, HostKeyError, UnreachableError
-from dcctl.transport.base import Completed, Transport
+from dcctl.transport.base import Completed, OutputCallback, Transport
 
 _CHUNK = 65536
 
@@ -165,7 +165,7 @@ class SshTransport(Transport):
     # -- commands -----------------------------------------------------------------------------
 
     def run(self, argv: Sequence[str], *, timeout: float | None = None, input: str | bytes | None = None,
-            env: dict[str, str] | None = None) -> Completed:
+            env: dict[str, str] | None = None, on_stderr: OutputCallback | None = None) -> Completed:
         argv = tuple(argv)
         timeout = self.config.command_timeout if timeout is None else timeout
         prefix = ["env", *(f"{k}={v}" for k, v in env.items())] if env else []
@@ -180,7 +180,7 @@ class SshTransport(Transport):
                 threading.Thread(target=_feed, args=(chan, data), daemon=True).start()
             else:
                 chan.shutdown_write()
-            rc, out, err = self._collect(chan, time.monotonic() + timeout)
+            rc, out, err = self._collect(chan, time.monotonic() + timeout, on_stderr)
             if rc is None:
                 _signal(chan, "KILL")  # before the close: the request needs the open channel
         except (paramiko.SSHException, EOFError, OSError) as exc:
@@ -208,7 +208,8 @@ class SshTransport(Transport):
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _collect(chan: paramiko.Channel, deadline: float) -> tuple[int | None, bytes, bytes]:
+    def _collect(chan: paramiko.Channel, deadline: float,
+                 on_stderr: OutputCallback | None = None) -> tuple[int | None, bytes, bytes]:
         """Read stdout and stderr until EOF and the exit status arrive; rc None means the deadline passed."""
         out, err = bytearray(), bytearray()
         while True:
@@ -217,7 +218,10 @@ class SshTransport(Transport):
                 out += chan.recv(_CHUNK)
                 busy = True
             if chan.recv_stderr_ready():
-                err += chan.recv_stderr(_CHUNK)
+                chunk = chan.recv_stderr(_CHUNK)
+                err += chunk
+                if on_stderr:
+                    on_stderr(chunk.decode(errors="replace"))
                 busy = True
             if busy:
                 continue

@@ -9,7 +9,8 @@ import pytest
 
 PACKAGE = Path(__file__).parents[2] / "dcctl"
 PURE = ["model.py", "errors.py", "status_report.py", "config/schema.py", "config/load.py", "pg/lsn.py",
-        "pg/tools.py", "pg/queries.py", "lab/layout.py", "lab/config_gen.py", "cli/output.py"]
+        "pg/tools.py", "pg/queries.py", "lab/layout.py", "lab/config_gen.py", "units.py", "checks/result.py",
+        "checks/catalog.py", "checks/disk.py"]
 FORBIDDEN = {"subprocess", "socket", "psycopg", "paramiko", "threading"}
 
 
@@ -29,7 +30,8 @@ def test_pure_modules_do_no_io(relative):
     assert not imported_modules(PACKAGE / relative) & FORBIDDEN
 
 
-@pytest.mark.parametrize("module", ["dcctl.pg.lsn", "dcctl.pg.tools", "dcctl.status_report", "dcctl.cli.output"])
+@pytest.mark.parametrize("module", ["dcctl.pg.lsn", "dcctl.pg.tools", "dcctl.status_report", "dcctl.units",
+                                    "dcctl.checks.disk", "dcctl.checks.catalog"])
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0

@@ -1,0 +1,68 @@
+"""dcctl check: the health checks, worst first, with monitoring-plugin exit codes."""
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from dcctl.checks.catalog import CATALOG
+from dcctl.cli.main import Context, output_option
+from dcctl.cli.output import console, print_json
+
+COLORS = {"OK": "green", "WARN": "yellow", "CRIT": "bold red", "UNKNOWN": "magenta"}
+
+
+@click.command()
+@click.option("-s", "--service", "service_name", metavar="NAME", help="Only this service.")
+@click.option("--check", "names", multiple=True, type=click.Choice(list(CATALOG)), metavar="NAME",
+              help="Run only this check (repeatable). See --list.")
+@click.option("--list", "list_checks", is_flag=True, help="List the checks and exit.")
+@output_option
+@click.pass_obj
+def check(ctx: Context, service_name: str | None, names: tuple[str, ...], list_checks: bool) -> None:
+    """Run the health checks; exit 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN (the worst result).
+
+    Sites are asked in parallel, each for at most `site_timeout` seconds: with one site dead,
+    the command still answers within that deadline and names the dead site and the cause.
+    """
+    if list_checks:
+        for name, (_check, help_text) in CATALOG.items():
+            click.echo(f"{name:24} {help_text}")
+        return
+    from dcctl.checks.catalog import Facts, run_checks
+    from dcctl.checks.result import ordered, worst
+    from dcctl.topology import gather_view
+
+    config = ctx.config
+    service_names = [config.service(service_name)[0]] if service_name else list(config.services)
+    reports = []
+    overall = []
+    for name in service_names:
+        service = config.services[name]
+        view = gather_view(config, name, service, with_disks=not names or "disk_free" in names)
+        results = ordered(run_checks(Facts(view, service.thresholds, now=time.time()), list(names) or None))
+        overall += results
+        reports.append({"service": name, "status": worst(results).name,
+                        "checks": [r.as_dict() for r in results]})
+    if ctx.output == "json":
+        print_json({"status": worst(overall).name, "services": reports})
+    else:
+        render(reports)
+    sys.exit(int(worst(overall)))
+
+
+def render(reports: list[dict]) -> None:
+    from rich.table import Table
+
+    out = console()
+    for report in reports:
+        color = COLORS[report["status"]]
+        table = Table(title=f"service {report['service']}: [{color}]{report['status']}[/]", title_justify="left")
+        for column in ("status", "check", "site", "value", "threshold", "detail"):
+            table.add_column(column, overflow="fold")
+        for r in report["checks"]:
+            value = "-" if r["value"] is None else str(r["value"])
+            table.add_row(f"[{COLORS[r['status']]}]{r['status']}[/]", r["name"], r["site"] or "-", value,
+                          r["threshold"] or "-", r["detail"])
+        out.print(table)
