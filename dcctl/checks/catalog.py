@@ -223,9 +223,9 @@ def disk_free(f: Facts) -> list[CheckResult]:
             results.append(CheckResult("disk_free", UNKNOWN, f"site {s.site} is unreachable", s.site))
             continue
         for disk in s.disks:
-            name = f"{s.site}:{disk.label}"
             if disk.free_ratio is None:
-                results.append(CheckResult("disk_free", UNKNOWN, f"{name}: cannot measure {disk.path}: {disk.error}",
+                results.append(CheckResult("disk_free", UNKNOWN, f"{disk.label}: cannot measure {disk.path}: "
+                                           f"{disk.error}",
                                            s.site, None, threshold))
                 continue
             ratio = disk.free_ratio

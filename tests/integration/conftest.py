@@ -74,3 +74,48 @@ def lab(request, tmp_path_factory):
 def app_connect(lab_: Lab, site: str, dbname: str = "massar"):
     return psycopg.connect(host="127.0.0.1", port=lab_.spec.pg_port(site), dbname=dbname, user="postgres",
                            passfile=str(lab_.spec.pgpass), autocommit=True, connect_timeout=5)
+
+
+def lab_fixture(transport: str):
+    @pytest.fixture(scope="module")
+    def fixture():
+        import tempfile
+        from pathlib import Path
+
+        root = Path(tempfile.mkdtemp(prefix="dcctl-lab-", dir="/tmp"))
+        root.chmod(0o755)
+        lab_ = make_lab(root, transport)
+        yield lab_
+        lab_down(lab_.spec.dir)
+        root.rmdir()
+
+    return fixture
+
+
+local_lab = lab_fixture("local")
+ssh_lab = lab_fixture("ssh")
+
+
+def config_variant(lab_: Lab, name: str, edit) -> str:
+    """A copy of the lab's config changed by edit(data); returns its path."""
+    import yaml
+
+    data = yaml.safe_load(lab_.spec.config_path.read_text())
+    edit(data)
+    path = lab_.spec.root / f"dcctl-{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
+def check_json(config: str, *names: str) -> tuple[int, list[dict]]:
+    args = ["check", "-o", "json"]
+    for name in names:
+        args += ["--check", name]
+    result = dcctl(*args, config=config, check=False)
+    assert result.returncode in (0, 1, 2, 3), result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, json.loads(result.stdout)["services"][0]["checks"]
+
+
+def results_named(checks: list[dict], name: str, site: str | None = None) -> list[dict]:
+    return [c for c in checks if c["name"] == name and (site is None or c["site"] == site)]
