@@ -67,13 +67,17 @@ def output_option(command):
 
 
 def _register() -> None:
-    from dcctl.cli import check_cmd, config_cmd, lab_cmd, replication_cmd, status_cmd
+    from dcctl.cli import agent_cmd, check_cmd, config_cmd, lab_cmd, ops_cmd, replication_cmd, status_cmd
 
     cli.add_command(status_cmd.status)
+    cli.add_command(agent_cmd.agent)
     cli.add_command(check_cmd.check)
     cli.add_command(config_cmd.config)
     cli.add_command(lab_cmd.lab)
     cli.add_command(replication_cmd.replication)
+    for command in (ops_cmd.switchover, ops_cmd.failover, ops_cmd.rejoin, ops_cmd.resume, ops_cmd.history,
+                    ops_cmd.node):
+        cli.add_command(command)
 
 
 _register()

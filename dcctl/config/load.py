@@ -6,6 +6,7 @@ import dataclasses
 import difflib
 import json
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any, Literal
 
 import yaml
 
-from dcctl.config.schema import Config, SiteConfig, SshTransportConfig
+from dcctl.config.schema import AgentConfig, Config, SiteConfig, SshTransportConfig
 from dcctl.errors import ConfigError
 
 DEFAULT_PATH = "/etc/dcctl/dcctl.yaml"
@@ -66,6 +67,13 @@ def _cross_checks(config: Config, source: str) -> list[str]:
                             f" ({', '.join(service.sites) or 'none'})")
         for site_name, site in service.sites.items():
             problems.extend(_site_checks(site, f"{path}.{site_name}", source))
+        targets = set(service.sites) | {"old_primary", "new_primary"}
+        for point, hooks in service.hooks.items():
+            for index, hook in enumerate(hooks):
+                if hook.site not in targets:
+                    problems.append(f"{source}: services.{name}.hooks.{point}[{index}].site: expected one of "
+                                    f"{', '.join(sorted(targets))}, got {json.dumps(hook.site)}")
+    problems.extend(_shared_agent_checks(config, source))
     return problems
 
 
@@ -80,6 +88,40 @@ def _site_checks(site: SiteConfig, path: str, source: str) -> list[str]:
                         f"when method is systemd, got nothing")
     if ":" not in site.agent.listen or not site.agent.listen.rsplit(":", 1)[1].isdigit():
         problems.append(f"{source}: {path}.agent.listen: expected host:port, got {json.dumps(site.agent.listen)}")
+    problems.extend(_agent_checks(site.agent, f"{path}.agent", source))
+    return problems
+
+
+BCRYPT_HASH = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
+
+
+def _agent_checks(agent: AgentConfig, path: str, source: str) -> list[str]:
+    problems = []
+    for present, missing in (("tls_cert_file", "tls_key_file"), ("tls_key_file", "tls_cert_file"),
+                             ("basic_auth_username", "basic_auth_password_hash"),
+                             ("basic_auth_password_hash", "basic_auth_username")):
+        if getattr(agent, present) and not getattr(agent, missing):
+            problems.append(f"{source}: {path}.{missing}: expected a value when {present} is set, got nothing")
+    hashed = agent.basic_auth_password_hash
+    if hashed and not BCRYPT_HASH.fullmatch(hashed):
+        problems.append(f"{source}: {path}.basic_auth_password_hash: expected a bcrypt hash ($2b$12$ followed by "
+                        f"53 characters; make one with `dcctl agent hash-password`), got a string of "
+                        f"{len(hashed)} characters")
+    return problems
+
+
+def _shared_agent_checks(config: Config, source: str) -> list[str]:
+    """Sites of several services that name the same agent address are served by one agent process,
+    so they must agree on its settings."""
+    problems = []
+    seen: dict[tuple[str, str], tuple[str, AgentConfig]] = {}
+    for name, service in config.services.items():
+        for site_name, site in service.sites.items():
+            path = f"services.{name}.sites.{site_name}.agent"
+            first = seen.setdefault((site_name, site.agent.listen), (path, site.agent))
+            if first[1] != site.agent:
+                problems.append(f"{source}: {path}: expected the same agent settings as {first[0]} (both listen on "
+                                f"{site.agent.listen}), got different ones")
     return problems
 
 
@@ -143,6 +185,11 @@ class _Builder:
                 self.problem(path, f"expected a mapping of names, got {_show(raw)}")
                 return {}
             return {str(k): self.value(args[1], fld, v, _join(path, str(k))) for k, v in raw.items()}
+        if origin is list:
+            if not isinstance(raw, list):
+                self.problem(path, f"expected a list, got {_show(raw)}")
+                return []
+            return [self.value(args[0], fld, item, f"{path}[{index}]") for index, item in enumerate(raw)]
         if dataclasses.is_dataclass(hint):
             return self.build(hint, raw, path)
         if origin is Literal:

@@ -83,6 +83,42 @@ class PostgresConfig:
 class AgentConfig:
     listen: str = key("127.0.0.1:9640", help="host:port the agent serves /metrics and /healthz on",
                       expect="host:port")
+    interval: float = key(15.0, help="seconds between two background collections; a scrape only reads the last "
+                                     "one", min=1, max=3600)
+    tls_cert_file: str | None = key(None, help="PEM certificate (chain) to serve HTTPS with; needs tls_key_file",
+                                    expect="a path")
+    tls_key_file: str | None = key(None, help="PEM private key of tls_cert_file", expect="a path")
+    basic_auth_username: str | None = key(None, help="require HTTP basic auth with this user name; needs "
+                                                     "basic_auth_password_hash")
+    basic_auth_password_hash: str | None = key(None, help="bcrypt hash of the basic-auth password (never the "
+                                                          "password itself); make one with `dcctl agent "
+                                                          "hash-password`", expect="a bcrypt hash ($2b$...)")
+
+
+@dataclass(frozen=True)
+class HookConfig:
+    site: str = key(help="where the command runs: a site name, or old_primary / new_primary (roles at the start "
+                         "of the operation)")
+    run: str = key(help="shell command, run with sh -c at that site")
+    timeout: float = key(60.0, help="seconds the command may run", min=0.1, max=86400)
+    on_failure: Literal["abort", "continue"] = key("abort", help="abort: stop the operation (rolled back before "
+                                                                 "promotion); continue: record and go on")
+
+
+@dataclass(frozen=True)
+class OperationConfig:
+    """Deadlines and retries of switchover, failover and rejoin, each named so a report can cite it."""
+
+    stop_deadline: float = key(60.0, help="seconds the old primary may take to shut down", min=1, max=3600)
+    replay_deadline: float = key(30.0, help="seconds the standby may take to replay the old primary's shutdown "
+                                            "checkpoint before the switchover is rolled back", min=0.5, max=3600)
+    promote_deadline: float = key(60.0, help="seconds the promoted standby may take to accept writes", min=1,
+                                  max=3600)
+    stream_deadline: float = key(120.0, help="seconds the new standby may take to stream again", min=1, max=86400)
+    rewind_deadline: float = key(3600.0, help="seconds pg_rewind may run", min=1, max=86400)
+    connect_retries: int = key(3, help="attempts to (re)connect to a node inside an operation", min=1, max=100)
+    max_lag_bytes: int = key(64 * MIB, help="switchover preflight refuses when the standby is further behind",
+                             min=0)
 
 
 @dataclass(frozen=True)
@@ -91,6 +127,11 @@ class SiteConfig:
                                                                expect="a mapping with type: local or ssh")
     postgres: PostgresConfig = key(help="the PostgreSQL node of the service at this site")
     file_stores: dict[str, str] = key({}, help="file stores at this site: name -> directory", expect="a path")
+    state_dir: str = key("/var/lib/dcctl", help="directory AT THIS SITE where dcctl records the generation and "
+                                               "its operation lock", expect="a path")
+    fence_command: str | None = key(None, help="shell command run where dcctl runs to fence this site when it is "
+                                               "unreachable in a failover (e.g. cut its power or network); exit 0 "
+                                               "means fenced")
     agent: AgentConfig = key(AgentConfig(), help="the dcctl agent at this site")
 
 
@@ -117,6 +158,9 @@ class ServiceConfig:
     sites: dict[str, SiteConfig] = key(help="exactly two sites: name -> site")
     database: str | None = key(None, help="the application's database (used by drills and the lab)")
     thresholds: Thresholds = key(Thresholds(), help="check and alert thresholds")
+    hooks: dict[str, list[HookConfig]] = key({}, help="hook point name (e.g. before_switch, after_promote) -> "
+                                                      "commands", expect="a list of hooks")
+    operation: OperationConfig = key(OperationConfig(), help="deadlines and retries of operations")
 
 
 @dataclass(frozen=True)
@@ -124,6 +168,8 @@ class Config:
     services: dict[str, ServiceConfig] = key(help="protected services: name -> service")
     version: int = key(1, help="config format version", min=1, max=1)
     state_dir: str = key("/var/lib/dcctl", help="where journals, locks and reports are kept", expect="a path")
+    playbooks_dir: str | None = key(None, help="directory with switchover.yaml, failover.yaml, rejoin.yaml "
+                                               "(default: the playbooks shipped with dcctl)", expect="a path")
     site_timeout: float = key(5.0, help="seconds a status or check may wait for one site before calling it "
                                         "unreachable", min=0.5, max=600)
     source: str = field(default="<memory>", metadata={"internal": True})

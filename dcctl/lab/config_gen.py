@@ -27,6 +27,7 @@ def lab_config(spec: LabSpec) -> dict[str, Any]:
                 "slot_name": f"dcctl_{site}",
             },
             "file_stores": {store: str(spec.store_dir(site, store)) for store in STORES},
+            "state_dir": str(spec.site_dir(site) / "dcctl-state"),
             "agent": {"listen": f"127.0.0.1:{spec.agent_port(site)}"},
         }
     return {

@@ -48,3 +48,46 @@ def conninfo(**params: str | int | None) -> str:
             text = "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
         parts.append(f"{name}={text}")
     return " ".join(parts)
+
+
+# Signal the postmaster named in postmaster.pid (after checking it is PostgreSQL) and wait,
+# polling every 10 ms, until postmaster.pid is gone: pg_ctl stop -w polls only every 100 ms.
+_SIGNAL_STOP = r'''
+data="$1"; sig="$2"; ticks="$3"; pidfile="$data/postmaster.pid"
+[ -e "$pidfile" ] || { echo "not running"; exit 0; }
+pid=$(head -n 1 "$pidfile")
+if ! kill -0 "$pid" 2>/dev/null; then echo "not running (stale postmaster.pid)"; exit 0; fi
+case "$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)" in
+  *postgres*|*postmaster*) ;;
+  *) echo "postmaster.pid names process $pid, which is not PostgreSQL" >&2; exit 3 ;;
+esac
+kill -"$sig" "$pid" || exit 4
+i=0
+while [ -e "$pidfile" ] && kill -0 "$pid" 2>/dev/null; do
+  i=$((i + 1))
+  if [ "$i" -gt "$ticks" ]; then echo "PostgreSQL (pid $pid) still running after the deadline" >&2; exit 5; fi
+  sleep 0.01
+done
+echo "stopped"
+'''
+STOP_SIGNALS = {"smart": "TERM", "fast": "INT", "immediate": "QUIT"}
+
+
+def signal_stop(data_dir: str, mode: str, timeout: float) -> list[str]:
+    return ["sh", "-c", _SIGNAL_STOP, "dcctl-stop", data_dir, STOP_SIGNALS[mode], str(int(timeout * 100))]
+
+
+def pg_ctl_start_nowait(bin_dir: str, data_dir: str, log_file: str) -> list[str]:
+    return [_bin(bin_dir, "pg_ctl"), "start", "-D", data_dir, "-l", log_file, "-W"]
+
+
+def pg_controldata(bin_dir: str, data_dir: str) -> list[str]:
+    return [_bin(bin_dir, "pg_controldata"), "-D", data_dir]
+
+
+def pg_rewind(bin_dir: str, data_dir: str, source: str) -> list[str]:
+    return [_bin(bin_dir, "pg_rewind"), "--target-pgdata", data_dir, "--source-server", source, "--progress"]
+
+
+def pg_waldump(bin_dir: str, wal_dir: str, timeline: int, start: str) -> list[str]:
+    return [_bin(bin_dir, "pg_waldump"), "--path", wal_dir, "--timeline", str(timeline), "--start", start]

@@ -13,7 +13,7 @@ import tempfile
 import threading
 from typing import Sequence
 
-from dcctl.errors import CommandTimeout, ToolError
+from dcctl.errors import CommandTimeout, DcctlError, ToolError
 from dcctl.transport.base import Completed, OutputCallback, Transport
 
 
@@ -64,8 +64,13 @@ class LocalTransport(Transport):
         return Completed(tuple(argv), proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
 
     def read_file(self, path: str) -> bytes:
-        with open(path, "rb") as fh:
-            return fh.read()
+        try:
+            with open(path, "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            raise DcctlError(f"cannot read {path} on site {self.site}: no such file or directory") from None
+        except OSError as exc:
+            raise DcctlError(f"cannot read {path} on site {self.site}: {exc.strerror}") from None
 
     def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
         directory = os.path.dirname(path) or "."

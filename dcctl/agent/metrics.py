@@ -1,0 +1,116 @@
+"""Every metric the agent exports, declared once: name, type, help and labels (pure).
+
+Naming follows Prometheus conventions: the `dcctl_` prefix, base units as suffixes (`_seconds`,
+`_bytes`), `_total` on counters, `_info` on the metric that carries descriptive labels.
+
+Label scheme: `service` is the service from the config; `site` is always the site a series is
+ABOUT (the agent's own site for node metrics, the peer for `dcctl_peer_up`). The site that
+OBSERVED a value is the scrape target itself (Prometheus' `instance` label). Service-wide values
+(`dcctl_check_status`, `dcctl_service_primaries`) are exported by both agents, so rules
+aggregate them with `max by (service, ...)`. docs/metrics.md documents each metric.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["gauge", "counter"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str  # as exposed (counters include _total)
+    kind: Kind
+    help: str
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One value of one metric: what tasks hand to the exposition."""
+
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+COLLECTOR = ("collector", "service")
+NODE = ("service", "site")
+
+_SPECS = [
+    # --- the agent's own background work, one series per collector and service --------------
+    MetricSpec("dcctl_collector_up", "gauge",
+               "1 if the collector's last run succeeded, 0 if it failed", COLLECTOR),
+    MetricSpec("dcctl_collector_last_success_timestamp_seconds", "gauge",
+               "Unix time the collector last succeeded (0: never); the values it feeds are cached from then",
+               COLLECTOR),
+    MetricSpec("dcctl_collector_last_duration_seconds", "gauge",
+               "How long the collector's last run took", COLLECTOR),
+    MetricSpec("dcctl_collector_stale_after_seconds", "gauge",
+               "Age of the last success beyond which the agent withholds the collector's values and /healthz "
+               "fails (2 x interval + timeout)", COLLECTOR),
+    MetricSpec("dcctl_collector_runs_total", "counter", "Runs of the collector since the agent started",
+               COLLECTOR),
+    MetricSpec("dcctl_collector_failures_total", "counter",
+               "Runs of the collector that failed since the agent started", COLLECTOR),
+    # --- this site ---------------------------------------------------------------------------
+    MetricSpec("dcctl_site_info", "gauge",
+               "Always 1; labels: this site's PostgreSQL role (primary, standby, unknown), its server version "
+               "and the dcctl version", NODE + ("role", "postgres_version", "version")),
+    MetricSpec("dcctl_pg_up", "gauge",
+               "1 if this site's PostgreSQL answered the last status query", NODE),
+    MetricSpec("dcctl_pg_in_recovery", "gauge",
+               "1 if this site's PostgreSQL is in recovery (a standby), 0 if it accepts writes", NODE),
+    MetricSpec("dcctl_pg_timeline", "gauge",
+               "Timeline of this site's PostgreSQL (a standby: the one it receives)", NODE),
+    MetricSpec("dcctl_pg_current_lsn_bytes", "gauge",
+               "Primary: its current WAL write position (pg_current_wal_lsn) as a byte offset", NODE),
+    MetricSpec("dcctl_pg_receive_lsn_bytes", "gauge",
+               "Standby: last WAL position received and flushed (pg_last_wal_receive_lsn), as a byte offset", NODE),
+    MetricSpec("dcctl_pg_replay_lsn_bytes", "gauge",
+               "Standby: last WAL position replayed (pg_last_wal_replay_lsn), as a byte offset", NODE),
+    MetricSpec("dcctl_pg_replay_paused", "gauge", "Standby: 1 if WAL replay is paused", NODE),
+    MetricSpec("dcctl_replication_streaming", "gauge",
+               "Standby: 1 if its WAL receiver is streaming from the primary", NODE),
+    MetricSpec("dcctl_replication_lag_bytes", "gauge",
+               "Standby: WAL the primary has written that this standby has not replayed (absent when the "
+               "primary did not answer)", NODE),
+    MetricSpec("dcctl_replication_lag_seconds", "gauge",
+               "Standby: 0 when replay has caught up with the primary, else the age of the last replayed "
+               "transaction (absent when unknown)", NODE),
+    MetricSpec("dcctl_replication_slot_active", "gauge",
+               "Primary: 1 if the physical replication slot has a connected receiver", NODE + ("slot",)),
+    MetricSpec("dcctl_replication_slot_retained_bytes", "gauge",
+               "Primary: WAL the replication slot keeps from being removed", NODE + ("slot",)),
+    MetricSpec("dcctl_volume_size_bytes", "gauge",
+               "Size of the file system holding a volume of this site (data, wal, store:<name>)",
+               NODE + ("volume",)),
+    MetricSpec("dcctl_volume_free_bytes", "gauge",
+               "Free bytes (available to PostgreSQL's user) on the file system holding a volume of this site",
+               NODE + ("volume",)),
+    # --- the peer, as this agent reaches it ----------------------------------------------------
+    MetricSpec("dcctl_peer_up", "gauge",
+               "1 if the peer site answered this agent's last collection; target: transport (SSH, or local) "
+               "or postgres", ("service", "site", "target")),
+    # --- the whole service, as this agent sees it ---------------------------------------------
+    MetricSpec("dcctl_service_primaries", "gauge",
+               "Sites whose PostgreSQL accepts writes, as seen by this agent: 1 is healthy, 0 no primary, "
+               "2 split brain", ("service",)),
+    MetricSpec("dcctl_check_status", "gauge",
+               "Worst result of each check of `dcctl check`, by result name: 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN",
+               ("service", "check")),
+]
+
+METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def sample(name: str, value: float | bool, **labels: str) -> Sample:
+    """A Sample of a declared metric; an undeclared name or a wrong label set is a bug.
+
+    >>> sample("dcctl_pg_up", True, service="massar", site="rabat")
+    Sample(name='dcctl_pg_up', labels={'service': 'massar', 'site': 'rabat'}, value=1.0)
+    """
+    spec = METRICS[name]
+    if set(labels) != set(spec.labels):
+        raise ValueError(f"{name} takes labels {spec.labels}, got {tuple(labels)}")
+    return Sample(name, labels, float(value))

@@ -1,0 +1,38 @@
+"""The status collector: both sites' status (transport, PostgreSQL, disks) and every check.
+
+One collection is one `gather_view`, which asks both sites at once and gives up on a site
+after `site_timeout`, then the pure checks of `dcctl check` on that snapshot.
+"""
+from __future__ import annotations
+
+import time
+
+from dcctl import __version__
+from dcctl.agent.metrics import Sample
+from dcctl.agent.setup import AgentSetup
+from dcctl.agent.status_metrics import StatusSnapshot, status_changes, status_samples
+from dcctl.checks.catalog import Facts, run_checks
+from dcctl.topology import gather_view
+
+
+class StatusSource:
+    collector = "status"
+
+    def __init__(self, setup: AgentSetup, service: str):
+        self.setup = setup
+        self.service = service
+        self.interval = setup.agent.interval
+        self.timeout = setup.config.site_timeout
+
+    def collect(self) -> StatusSnapshot:
+        config = self.setup.config
+        service = config.services[self.service]
+        view = gather_view(config, self.service, service, with_disks=True)
+        results = run_checks(Facts(view, service.thresholds, now=time.time()))
+        return StatusSnapshot(view, tuple(results))
+
+    def samples(self, snapshot: StatusSnapshot) -> list[Sample]:
+        return status_samples(snapshot, self.setup.site, __version__)
+
+    def changes(self, old: StatusSnapshot | None, new: StatusSnapshot) -> list[str]:
+        return status_changes(old, new, self.setup.site)

@@ -1,0 +1,27 @@
+"""THE registry of the agent's background tasks.
+
+To add work to the agent (file sync, drills), write one module with a function
+`tasks(setup: AgentSetup) -> list[Task]` and add it to FACTORIES; declare its metrics in
+metrics.py and document them in docs/metrics.md.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from dcctl.agent.collector import PeriodicCollector, Task
+from dcctl.agent.setup import AgentSetup
+
+
+def status_tasks(setup: AgentSetup) -> list[Task]:
+    from dcctl.agent.status import StatusSource
+
+    return [PeriodicCollector(StatusSource(setup, service)) for service in setup.services]
+
+
+FACTORIES: list[Callable[[AgentSetup], list[Task]]] = [
+    status_tasks,
+]
+
+
+def build_tasks(setup: AgentSetup) -> list[Task]:
+    return [task for factory in FACTORIES for task in factory(setup)]

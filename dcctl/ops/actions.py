@@ -1,0 +1,536 @@
+"""The built-in steps of switchover, failover and rejoin: one small function each, observing
+before acting so that each can run twice (resume) without harm."""
+from __future__ import annotations
+
+import posixpath
+import shlex
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from dcctl.errors import DcctlError, RefusedError, ToolError
+from dcctl.ops import generation
+from dcctl.ops.engine import Action, OpContext, OperationFailed
+from dcctl.ops.preflight import failover_refusals, rejoin_refusals, switchover_refusals
+from dcctl.pg import control, standby_conf, tools
+from dcctl.pg.controldata import ControlData, parse_controldata
+from dcctl.pg.lsn import parse_lsn
+from dcctl.pg.timeline import fork_point, parse_history, summarize_waldump
+
+POLL = 0.005  # seconds between polls inside the write-unavailability window
+
+
+# ---- shared helpers -------------------------------------------------------------------------
+
+def controldata(ctx: OpContext, site: str) -> ControlData:
+    node = ctx.node(site)
+    result = ctx.transport(site).run(tools.pg_controldata(node.bin_dir, node.data_dir), timeout=30,
+                                     env={"LC_ALL": "C"})
+    result.check(f"pg_controldata at site {site}")
+    return parse_controldata(result.stdout)
+
+
+def stop_node(ctx: OpContext, site: str, mode: str) -> str:
+    node = ctx.node(site)
+    ctx.drop_conn(site)
+    if node.control.method == "systemd":
+        control.stop(ctx.transport(site), node, mode)
+        return "stopped"
+    deadline = ctx.service.operation.stop_deadline
+    result = ctx.transport(site).run(tools.signal_stop(node.data_dir, mode, deadline), timeout=deadline + 10)
+    result.check(f"stopping PostgreSQL at site {site} ({mode})")
+    return result.stdout.strip()
+
+
+def start_node(ctx: OpContext, site: str) -> None:
+    node = ctx.node(site)
+    if node.control.method == "systemd":
+        control.start(ctx.transport(site), node)
+        return
+    ctx.transport(site).run(tools.pg_ctl_start_nowait(node.bin_dir, node.data_dir, control.log_file(node)),
+                            timeout=60).check(f"starting PostgreSQL at site {site}")
+
+
+def node_running(ctx: OpContext, site: str) -> bool:
+    node = ctx.node(site)
+    return ctx.transport(site).run(["test", "-e", posixpath.join(node.data_dir, "postmaster.pid")],
+                                   timeout=30).rc == 0 and control.is_running(ctx.transport(site), node)
+
+
+def poll(what: str, deadline: float, probe, interval: float = POLL, hint: str | None = None):
+    """Call probe() until it returns something truthy; DcctlErrors from it count as 'not yet'."""
+    end = time.monotonic() + deadline
+    last = None
+    while True:
+        try:
+            value = probe()
+            if value:
+                return value
+        except DcctlError as exc:
+            last = exc.message
+        except Exception as exc:  # psycopg errors while a server restarts
+            last = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if time.monotonic() >= end:
+            raise ToolError(f"{what}: not reached within {deadline:g} s" + (f" (last: {last})" if last else ""),
+                            hint=hint)
+        time.sleep(interval)
+
+
+def in_recovery(ctx: OpContext, site: str) -> bool:
+    return ctx.conn(site).execute("SELECT pg_catalog.pg_is_in_recovery() AS r").fetchone()["r"]
+
+
+def slot_for(ctx: OpContext, site: str) -> str:
+    return standby_conf.slot_name(site, ctx.node(site))
+
+
+def gather(ctx: OpContext):
+    from dcctl.topology import gather_view
+
+    return gather_view(ctx.config, ctx.service_name, ctx.service)
+
+
+def refuse(kind: str, reasons: list[str]) -> None:
+    if reasons:
+        raise RefusedError(f"{kind} refused:\n  - " + "\n  - ".join(reasons))
+
+
+# ---- switchover -----------------------------------------------------------------------------
+
+def preflight_switchover(ctx: OpContext) -> dict[str, Any]:
+    view = gather(ctx)
+    refuse("switchover", switchover_refusals(view, ctx.service, ctx.old_primary, ctx.new_primary))
+    old, new = view.site(ctx.old_primary).node, view.site(ctx.new_primary).node
+    return {"timeline_before": old.timeline, "primary_lsn_before": old.current_lsn,
+            "standby_replay_lsn_before": new.replay_lsn}
+
+
+def prepare(ctx: OpContext) -> dict[str, Any]:
+    """Everything the window needs, opened before it starts: sessions, connections, the return slot."""
+    for site in (ctx.old_primary, ctx.new_primary):
+        ctx.transport(site).connect()
+    ctx.conn(ctx.new_primary)
+    if ctx.kind == "switchover":
+        ctx.conn(ctx.old_primary)
+        slot = slot_for(ctx, ctx.old_primary)
+        # Created (reserving WAL) on the standby before promotion: once promoted, it keeps the WAL
+        # the old primary needs to follow, and no slot creation is left inside the window.
+        ctx.conn(ctx.new_primary).execute(
+            "SELECT pg_catalog.pg_create_physical_replication_slot(%s, true) "
+            "WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = %s)", (slot, slot))
+        return {"return_slot": slot}
+    return {}
+
+
+def checkpoint_primary(ctx: OpContext) -> dict[str, Any]:
+    ctx.conn(ctx.old_primary).execute("CHECKPOINT")
+    return {}
+
+
+def stop_primary(ctx: OpContext) -> dict[str, Any]:
+    # A clean fast shutdown: the walsender sends everything up to and including the shutdown
+    # checkpoint to the standby before the postmaster exits. Immediate mode would not.
+    started = time.time()
+    outcome = stop_node(ctx, ctx.old_primary, "fast")
+    return {"writes_stopped_at": started, "stop": outcome}
+
+
+def undo_stop_primary(ctx: OpContext) -> None:
+    if not node_running(ctx, ctx.old_primary):
+        start_node(ctx, ctx.old_primary)
+        poll(f"old primary {ctx.old_primary} accepting writes again", ctx.service.operation.promote_deadline,
+             lambda: not in_recovery(ctx, ctx.old_primary), interval=0.05)
+
+
+def read_shutdown_checkpoint(ctx: OpContext) -> dict[str, Any]:
+    data = controldata(ctx, ctx.old_primary)
+    if data.state != "shut down":
+        raise OperationFailed(f"the old primary's cluster state is {data.state!r}, not 'shut down': its last "
+                              f"WAL may not have reached the standby")
+    return {"shutdown_checkpoint_lsn": data.checkpoint_lsn, "shutdown_timeline": data.timeline}
+
+
+def wait_replayed(ctx: OpContext) -> dict[str, Any]:
+    # "Latest checkpoint location" is the START of the shutdown checkpoint record, and the replay
+    # LSN is the END of the last replayed record: the record is replayed only when replay > location.
+    target = parse_lsn(ctx.observed["shutdown_checkpoint_lsn"])
+    conn = ctx.conn(ctx.new_primary)
+
+    def replayed():
+        lsn = conn.execute("SELECT pg_catalog.pg_last_wal_replay_lsn()::text AS l").fetchone()["l"]
+        return lsn if lsn and parse_lsn(lsn) > target else None
+
+    lsn = poll(f"standby {ctx.new_primary} replaying past the shutdown checkpoint "
+               f"{ctx.observed['shutdown_checkpoint_lsn']}", ctx.service.operation.replay_deadline, replayed,
+               hint="the switchover is rolled back: the old primary restarts as primary")
+    return {"standby_replayed_lsn": lsn}
+
+
+def promote(ctx: OpContext) -> dict[str, Any]:
+    # Point of no return. From here the old primary must never run as a primary again: its data
+    # directory is turned into a standby before it is started (configure_old_primary_as_standby).
+    if not in_recovery(ctx, ctx.new_primary):
+        return {"promote": "already promoted"}
+    ctx.conn(ctx.new_primary).execute("SELECT pg_catalog.pg_promote(false)")
+    return {"promoted_at": time.time()}
+
+
+def wait_writable(ctx: OpContext) -> dict[str, Any]:
+    poll(f"{ctx.new_primary} accepting writes", ctx.service.operation.promote_deadline,
+         lambda: not in_recovery(ctx, ctx.new_primary))
+    writable_at = time.time()
+    row = ctx.conn(ctx.new_primary).execute(
+        "SELECT ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))"
+        "::bit(32)::int AS tli, pg_catalog.pg_current_wal_lsn()::text AS lsn").fetchone()
+    return {"writable_at": writable_at, "timeline_after": row["tli"], "new_primary_lsn": row["lsn"]}
+
+
+def configure_old_primary_as_standby(ctx: OpContext) -> dict[str, Any]:
+    site, node = ctx.old_primary, ctx.node(ctx.old_primary)
+    if node_running(ctx, site):
+        stop_node(ctx, site, "fast")
+    settings = standby_conf.standby_settings(ctx.node(ctx.new_primary), site, node)
+    write_standby_files(ctx, site, settings)
+    return {"old_primary_follows": ctx.new_primary, "old_primary_slot": settings["primary_slot_name"]}
+
+
+def write_standby_files(ctx: OpContext, site: str, settings: dict[str, str]) -> None:
+    node, transport = ctx.node(site), ctx.transport(site)
+    auto_conf = posixpath.join(node.data_dir, "postgresql.auto.conf")
+    try:
+        current = transport.read_file(auto_conf).decode()
+    except DcctlError:
+        current = ""
+    transport.write_file(auto_conf, standby_conf.update_auto_conf(current, settings).encode(), mode=0o600)
+    transport.write_file(posixpath.join(node.data_dir, "standby.signal"), b"", mode=0o600)
+
+
+def start_old_primary(ctx: OpContext) -> dict[str, Any]:
+    if not node_running(ctx, ctx.old_primary):
+        start_node(ctx, ctx.old_primary)
+    return {}
+
+
+def wait_old_primary_streaming(ctx: OpContext) -> dict[str, Any]:
+    site = ctx.old_primary
+
+    def streaming():
+        ctx.drop_conn(site) if ctx._conns.get(site) is not None and ctx._conns[site].broken else None
+        row = ctx.conn(site).execute("SELECT status FROM pg_catalog.pg_stat_wal_receiver").fetchone()
+        return row is not None and row["status"] == "streaming"
+
+    poll(f"{site} streaming from {ctx.new_primary}", ctx.service.operation.stream_deadline, streaming,
+         interval=0.02, hint=f"see the PostgreSQL log at site {site} ({control.log_file(ctx.node(site))})")
+    return {"old_primary_streaming_at": time.time()}
+
+
+def record_generation(ctx: OpContext) -> dict[str, Any]:
+    row = ctx.conn(ctx.new_primary).execute(
+        "SELECT ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))"
+        "::bit(32)::int AS tli").fetchone()
+    fenced = [ctx.old_primary] if ctx.kind == "failover" else []
+    record = generation.Generation(ctx.service_name, row["tli"], ctx.new_primary, fenced, ctx.op_id, time.time())
+    written = generation.record(ctx, record)
+    return {"generation": row["tli"], "generation_recorded_at": written}
+
+
+# ---- failover -------------------------------------------------------------------------------
+
+def preflight_failover(ctx: OpContext) -> dict[str, Any]:
+    view = gather(ctx)
+    old = view.site(ctx.old_primary)
+    refuse("failover", failover_refusals(view, ctx.old_primary, ctx.new_primary,
+                                         fence_command=ctx.service.sites[ctx.old_primary].fence_command,
+                                         primary_is_down=bool(ctx.args.get("primary_is_down"))))
+    if not old.reachable:
+        ctx.args.setdefault("unreachable_sites", [ctx.old_primary])
+    new = view.site(ctx.new_primary).node
+    return {"old_primary_reachable": bool(old.reachable), "old_primary_role": old.role.value,
+            "last_received_lsn": new.receive_lsn, "last_replayed_lsn": new.replay_lsn,
+            "last_replayed_commit_at": new.last_replay_at.isoformat() if new.last_replay_at else None,
+            "timeline_before": new.timeline}
+
+
+def prepare_failover(ctx: OpContext) -> dict[str, Any]:
+    ctx.transport(ctx.new_primary).connect()
+    ctx.conn(ctx.new_primary)
+    return {}
+
+
+def fence_old_primary(ctx: OpContext) -> dict[str, Any]:
+    # Fencing comes before promotion, always: two writable primaries is the one outcome a failover
+    # must never produce. Stopped in immediate mode (it is being abandoned, not handed over), then
+    # its data directory gets standby.signal, so a reboot or a careless restart brings it back
+    # read-only instead of as a second primary.
+    site = ctx.old_primary
+    try:
+        ctx.transport(site).connect()
+        reachable = True
+    except DcctlError as exc:
+        reachable, cause = False, exc.message
+    if reachable:
+        outcome = stop_node(ctx, site, "immediate")
+        node = ctx.node(site)
+        if ctx.transport(site).run(["test", "-f", posixpath.join(node.data_dir, "PG_VERSION")], timeout=30).ok:
+            ctx.transport(site).write_file(posixpath.join(node.data_dir, "standby.signal"), b"", mode=0o600)
+        return {"fenced_by": f"stopped over {ctx.transport(site).description} ({outcome}); standby.signal written"}
+    fence = ctx.service.sites[site].fence_command
+    if fence:
+        from dcctl.transport.local import LocalTransport
+
+        result = LocalTransport("dcctl").run(["sh", "-c", fence], timeout=120)
+        if result.rc != 0:
+            raise OperationFailed(f"the fence command for site {site} failed (rc {result.rc}): {fence}",
+                                  detail=result.stderr)
+        return {"fenced_by": f"fence command `{fence}` (site unreachable: {cause})"}
+    if ctx.args.get("primary_is_down"):
+        return {"fenced_by": f"operator declared site {site} down (--primary-is-down; unreachable: {cause})"}
+    raise OperationFailed(f"cannot fence site {site}: unreachable ({cause}) and no fence_command")
+
+
+# ---- rejoin ---------------------------------------------------------------------------------
+
+def preflight_rejoin(ctx: OpContext) -> dict[str, Any]:
+    view = gather(ctx)
+    refuse("rejoin", rejoin_refusals(view, ctx.old_primary, ctx.new_primary))
+    node = view.site(ctx.old_primary).node
+    if node and node.in_recovery and node.receiver_status == "streaming" and not ctx.args.get("force"):
+        raise RefusedError(f"site {ctx.old_primary} already streams from {node.upstream}: nothing to rejoin")
+    data = controldata(ctx, ctx.old_primary)
+    if not data.rewindable and not ctx.args.get("allow_reclone"):
+        raise RefusedError(f"site {ctx.old_primary} has neither wal_log_hints nor data checksums: pg_rewind "
+                           f"cannot rejoin it", hint="re-clone it with --allow-reclone (its data directory is "
+                                                     "kept aside, never deleted)")
+    return {"old_state": data.state, "old_timeline": data.timeline, "old_checkpoint_lsn": data.checkpoint_lsn,
+            "rewindable": data.rewindable}
+
+
+def stop_old_primary(ctx: OpContext) -> dict[str, Any]:
+    if node_running(ctx, ctx.old_primary):
+        return {"stop": stop_node(ctx, ctx.old_primary, "fast")}
+    return {"stop": "not running"}
+
+
+def checkpoint_new_primary(ctx: OpContext) -> dict[str, Any]:
+    # pg_rewind reads the source's timeline from its control file, which a just-promoted primary
+    # updates only at its first checkpoint.
+    ctx.conn(ctx.new_primary).execute("CHECKPOINT")
+    return {}
+
+
+def assess_divergence(ctx: OpContext) -> dict[str, Any]:
+    """What a rewind will discard: commits on the old primary after the fork point, counted from its WAL."""
+    old_tli = ctx.observed.get("old_timeline") or controldata(ctx, ctx.old_primary).timeline
+    conn = ctx.conn(ctx.new_primary)
+    tli = conn.execute("SELECT ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()),"
+                       " 1, 8))::bit(32)::int AS tli").fetchone()["tli"]
+    if tli == old_tli:
+        return {"fork_lsn": None, "diverged_commits": 0, "divergence": "none: same timeline as the primary"}
+    history = conn.execute("SELECT pg_catalog.pg_read_file(%s) AS h",
+                           (f"pg_wal/{tli:08X}.history",)).fetchone()["h"]
+    fork = fork_point(parse_history(history), old_tli)
+    if fork is None:
+        return {"fork_lsn": None, "diverged_commits": None,
+                "divergence": f"timeline {old_tli} is not in the primary's history: a re-clone is needed"}
+    node = ctx.node(ctx.old_primary)
+    dump = ctx.transport(ctx.old_primary).run(
+        tools.pg_waldump(node.bin_dir, posixpath.join(node.data_dir, "pg_wal"), old_tli, fork),
+        timeout=ctx.service.operation.rewind_deadline)
+    summary = summarize_waldump(dump.stdout)
+    tables = relation_names(ctx, summary.relations)
+    verdict = (f"{summary.commits} transaction(s) committed on {ctx.old_primary} after the fork at {fork} "
+               f"(timeline {old_tli}) never reached {ctx.new_primary}")
+    if summary.commits:
+        verdict += f", from {summary.first_commit_at} to {summary.last_commit_at}, touching {', '.join(tables)}"
+    return {"fork_lsn": fork, "fork_timeline": old_tli, "diverged_commits": summary.commits,
+            "diverged_first_commit_at": summary.first_commit_at, "diverged_last_commit_at": summary.last_commit_at,
+            "diverged_tables": tables, "diverged_wal_records": summary.records, "divergence": verdict}
+
+
+def relation_names(ctx: OpContext, relations: set[tuple[int, int]]) -> list[str]:
+    """(database oid, relfilenode) -> db.schema.table, looked up on the current primary."""
+    if not relations:
+        return []
+    import psycopg
+
+    names = []
+    conn = ctx.conn(ctx.new_primary)
+    databases = {row["oid"]: row["datname"] for row in conn.execute(
+        "SELECT oid, datname FROM pg_catalog.pg_database WHERE datallowconn").fetchall()}
+    node = ctx.node(ctx.new_primary)
+    for db_oid in sorted({db for db, _ in relations}):
+        nodes = sorted(rel for db, rel in relations if db == db_oid)
+        if db_oid not in databases:
+            names += [f"{db_oid}/{rel}" for rel in nodes]
+            continue
+        with psycopg.connect(host=node.host, port=node.port, user=node.user, dbname=databases[db_oid],
+                             passfile=node.passfile, connect_timeout=5, autocommit=True) as db:
+            found = dict(db.execute("SELECT c.relfilenode, n.nspname || '.' || c.relname FROM pg_catalog.pg_class c "
+                                    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                                    "WHERE c.relfilenode = ANY(%s)", (nodes,)).fetchall())
+        names += [f"{databases[db_oid]}.{found.get(rel, f'relfilenode {rel}')}" for rel in nodes]
+    return names
+
+
+def keep_diverged(ctx: OpContext) -> dict[str, Any]:
+    if not ctx.args.get("keep_diverged") or not ctx.observed.get("diverged_commits"):
+        return {"kept_diverged": None}
+    node = ctx.node(ctx.old_primary)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = node.data_dir.rstrip("/") + f".dcctl-diverged-{stamp}"
+    ctx.transport(ctx.old_primary).run(["cp", "-a", node.data_dir.rstrip("/"), target],
+                                       timeout=ctx.service.operation.rewind_deadline).check("copying the diverged data")
+    ctx.transport(ctx.old_primary).run(["rm", "-f", posixpath.join(target, "postmaster.pid"),
+                                        posixpath.join(target, "standby.signal")], timeout=30)
+    return {"kept_diverged": target}
+
+
+def rewind(ctx: OpContext) -> dict[str, Any]:
+    # Irreversible: pg_rewind replaces the old primary's diverged blocks with the new primary's.
+    # What it discards was counted by assess_divergence (and kept aside with --keep-diverged).
+    if ctx.observed.get("fork_lsn") is None and ctx.observed.get("diverged_commits") == 0:
+        return {"rewind": "not needed: the node is on the primary's timeline"}
+    if ctx.observed.get("fork_lsn") is None or not ctx.observed.get("rewindable", True):
+        return reclone(ctx)
+    site, node, primary = ctx.old_primary, ctx.node(ctx.old_primary), ctx.node(ctx.new_primary)
+    # A crashed target is first recovered by pg_rewind in single-user mode, which refuses to run
+    # with standby.signal (written when the node was fenced); the node is stopped, so it goes.
+    ctx.transport(site).run(["rm", "-f", "--", posixpath.join(node.data_dir, "standby.signal"),
+                             posixpath.join(node.data_dir, "recovery.signal")], timeout=30).check("clearing signals")
+    source = tools.conninfo(host=primary.host, port=primary.port, user=primary.user, dbname=primary.dbname,
+                            passfile=node.replication_passfile, application_name=f"dcctl rejoin {site}")
+    started = time.monotonic()
+    result = ctx.transport(site).run(tools.pg_rewind(node.bin_dir, node.data_dir, source),
+                                     timeout=ctx.service.operation.rewind_deadline)
+    if result.rc != 0:
+        if ctx.args.get("allow_reclone"):
+            ctx.say(f"pg_rewind failed ({result.stderr.strip().splitlines()[-1:]}); re-cloning (--allow-reclone)")
+            return reclone(ctx)
+        raise ToolError("pg_rewind failed", rc=result.rc, stderr=result.stderr,
+                        hint="if the new primary no longer has the WAL since the fork, re-clone with --allow-reclone")
+    return {"rewind": "pg_rewind", "rewind_seconds": round(time.monotonic() - started, 3)}
+
+
+def reclone(ctx: OpContext) -> dict[str, Any]:
+    if not ctx.args.get("allow_reclone"):
+        raise OperationFailed(f"site {ctx.old_primary} cannot be rewound ({ctx.observed.get('divergence')})",
+                              hint="re-clone it with --allow-reclone (the old data directory is kept aside)")
+    from dcctl.replication.init import InitPlan, InitRequest, StandbyBuilder, aside_name
+    from dcctl.plan.step import QuietReporter
+
+    node = ctx.node(ctx.old_primary)
+    request = InitRequest(ctx.service_name, ctx.new_primary, ctx.old_primary, ctx.node(ctx.new_primary), node, True)
+    data_dir = node.data_dir.rstrip("/")
+    plan = InitPlan(request, standby_conf.slot_name(ctx.old_primary, node), data_dir + ".dcctl-partial",
+                    aside_name(data_dir, datetime.now(timezone.utc)), False, True)
+    builder = StandbyBuilder(plan, ctx.transport(ctx.new_primary), ctx.transport(ctx.old_primary),
+                             ctx.service.operation.stream_deadline)
+    steps = [s for s in builder.steps() if s.name not in ("start_standby", "wait_streaming")]
+    for step in steps:
+        step.action(QuietReporter())
+    return {"rewind": "re-cloned", "old_data_kept_at": plan.aside_dir}
+
+
+def create_return_slot(ctx: OpContext) -> None:
+    slot = slot_for(ctx, ctx.old_primary)
+    ctx.conn(ctx.new_primary).execute(
+        "SELECT pg_catalog.pg_create_physical_replication_slot(%s) "
+        "WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = %s)", (slot, slot))
+
+
+def configure_rejoined(ctx: OpContext) -> dict[str, Any]:
+    create_return_slot(ctx)
+    return configure_old_primary_as_standby(ctx)
+
+
+# ---- the tables --------------------------------------------------------------------------
+
+def stop_command(ctx: OpContext, site: str, mode: str) -> str:
+    node = ctx.node(site)
+    if node.control.method == "systemd":
+        return shlex.join(control.stop_argv(node, mode))
+    return (f"kill -{tools.STOP_SIGNALS[mode]} <pid in {node.data_dir}/postmaster.pid, checked to be PostgreSQL>; "
+            f"poll every 10 ms until postmaster.pid is gone")
+
+
+def start_command(ctx: OpContext, site: str) -> str:
+    node = ctx.node(site)
+    if node.control.method == "systemd":
+        return shlex.join(control.start_argv(node))
+    return shlex.join(tools.pg_ctl_start_nowait(node.bin_dir, node.data_dir, control.log_file(node)))
+
+
+def _on(role: str):
+    return lambda ctx: getattr(ctx, role)
+
+
+def _cmd(argv_of):
+    return lambda ctx: shlex.join(argv_of(ctx))
+
+
+SWITCHOVER: dict[str, Action] = {
+    "preflight": Action(preflight_switchover, lambda c: "refuse unless both sites answer, the standby streams "
+                        "within operation.max_lag_bytes, on the same timeline, and pg_rewind would be possible"),
+    "prepare": Action(prepare, lambda c: f"open SSH sessions and connections; create slot "
+                      f"{slot_for(c, c.old_primary)} on {c.new_primary} for the return stream", _on("new_primary")),
+    "checkpoint_primary": Action(checkpoint_primary, lambda c: "CHECKPOINT while writes continue",
+                                 _on("old_primary"), lambda c: "CHECKPOINT"),
+    "stop_primary": Action(stop_primary, lambda c: "fast shutdown (writes stop here)", _on("old_primary"),
+                           lambda c: stop_command(c, c.old_primary, "fast"), undo=undo_stop_primary),
+    "read_shutdown_checkpoint": Action(read_shutdown_checkpoint, lambda c: "pg_controldata: state must be 'shut "
+                                       "down'; read the shutdown checkpoint location", _on("old_primary"),
+                                       _cmd(lambda c: tools.pg_controldata(c.node(c.old_primary).bin_dir,
+                                                                           c.node(c.old_primary).data_dir))),
+    "wait_replayed": Action(wait_replayed, lambda c: f"wait until the replay LSN is past that checkpoint "
+                            f"(deadline {c.service.operation.replay_deadline:g} s, else roll back)", _on("new_primary"),
+                            lambda c: "SELECT pg_last_wal_replay_lsn()"),
+    "promote": Action(promote, lambda c: "promote (point of no return)", _on("new_primary"),
+                      lambda c: "SELECT pg_promote(false)", irreversible=True),
+    "wait_writable": Action(wait_writable, lambda c: "wait until it accepts writes", _on("new_primary"),
+                            lambda c: "SELECT pg_is_in_recovery()"),
+    "configure_old_primary_as_standby": Action(configure_old_primary_as_standby, lambda c: f"write standby.signal, "
+                                               f"primary_conninfo to {c.new_primary}, primary_slot_name "
+                                               f"{slot_for(c, c.old_primary)}", _on("old_primary")),
+    "start_old_primary": Action(start_old_primary, lambda c: "start it as a standby", _on("old_primary"),
+                                lambda c: start_command(c, c.old_primary)),
+    "wait_old_primary_streaming": Action(wait_old_primary_streaming, lambda c: f"wait until it streams from "
+                                         f"{c.new_primary}", _on("old_primary")),
+    "record_generation": Action(record_generation, lambda c: "record the new generation (timeline) on both sites"),
+}
+
+FAILOVER: dict[str, Action] = {
+    "preflight": Action(preflight_failover, lambda c: f"refuse unless {c.new_primary} is a running standby and "
+                        f"{c.old_primary} can be fenced (reachable, fence_command, or --primary-is-down)"),
+    "prepare": Action(prepare_failover, lambda c: "open the connection to the standby", _on("new_primary")),
+    "fence_old_primary": Action(fence_old_primary, lambda c: "fence: stop it (immediate) and write standby.signal "
+                                "if reachable; else the fence_command; else the operator's declaration",
+                                _on("old_primary"), lambda c: stop_command(c, c.old_primary, "immediate"),
+                                irreversible=True),
+    "promote": SWITCHOVER["promote"],
+    "wait_writable": SWITCHOVER["wait_writable"],
+    "record_generation": Action(record_generation, lambda c: f"record the new generation; mark {c.old_primary} "
+                                "fenced"),
+}
+
+REJOIN: dict[str, Action] = {
+    "preflight": Action(preflight_rejoin, lambda c: f"refuse unless {c.new_primary} is a running primary and "
+                        f"{c.old_primary} is reachable and can be rewound (or --allow-reclone)"),
+    "prepare": Action(prepare_failover, lambda c: "open the connection to the primary", _on("new_primary")),
+    "stop_old_primary": Action(stop_old_primary, lambda c: "stop it if it runs (fast)", _on("old_primary")),
+    "checkpoint_new_primary": Action(checkpoint_new_primary, lambda c: "CHECKPOINT (pg_rewind needs the new "
+                                     "timeline in the control file)", _on("new_primary"), lambda c: "CHECKPOINT"),
+    "assess_divergence": Action(assess_divergence, lambda c: "find the fork point; count the commits after it in "
+                                "the old primary's WAL (pg_waldump) and the tables they touched", _on("old_primary")),
+    "keep_diverged": Action(keep_diverged, lambda c: "with --keep-diverged: copy the data directory aside first "
+                            + ("(on)" if c.args.get("keep_diverged") else "(off)"), _on("old_primary")),
+    "rewind": Action(rewind, lambda c: "pg_rewind from the primary" + (" (or re-clone, --allow-reclone)"
+                     if c.args.get("allow_reclone") else ""), _on("old_primary"), irreversible=True),
+    "configure_old_primary_as_standby": Action(configure_rejoined, lambda c: f"create slot "
+                                               f"{slot_for(c, c.old_primary)} on {c.new_primary}; write "
+                                               f"standby.signal and primary_conninfo", _on("old_primary")),
+    "start_old_primary": SWITCHOVER["start_old_primary"],
+    "wait_old_primary_streaming": SWITCHOVER["wait_old_primary_streaming"],
+    "record_generation": SWITCHOVER["record_generation"],
+}
+
+ACTIONS = {"switchover": SWITCHOVER, "failover": FAILOVER, "rejoin": REJOIN}

@@ -1,0 +1,240 @@
+"""Runs an operation's playbook: lock, journal around every step, rollback before the point
+of no return, forward-only after it, a report at the end, and `resume` from the journal.
+
+The point of no return is the first irreversible step (promote, fence, rewind): once it has
+started, a failure stops the operation and `dcctl resume` drives it forward again, because
+every step observes before it acts and can be run twice.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import psycopg
+
+from dcctl.config.schema import Config, PostgresConfig, ServiceConfig
+from dcctl.errors import DcctlError, ExitCode, RefusedError
+from dcctl.ops.journal import Journal, JournalState
+from dcctl.ops.lock import LockOwner, ServiceLock
+from dcctl.ops.playbook import Playbook, PlaybookStep
+from dcctl.pg.session import connect
+from dcctl.transport import Transport, open_transport
+
+
+class OperationFailed(DcctlError):
+    exit_code = ExitCode.FAILED
+
+
+@dataclass
+class OpContext:
+    op_id: str
+    kind: str
+    config: Config
+    service_name: str
+    service: ServiceConfig
+    old_primary: str  # the site that was primary when the operation started (rejoin: the node rejoined)
+    new_primary: str  # the site that is primary at the end
+    args: dict[str, Any]
+    journal: Journal
+    say: Callable[[str], None] = lambda text: None
+    observed: dict[str, Any] = field(default_factory=dict)
+    _transports: dict[str, Transport] = field(default_factory=dict)
+    _conns: dict[str, psycopg.Connection] = field(default_factory=dict)
+
+    def node(self, site: str) -> PostgresConfig:
+        return self.service.sites[site].postgres
+
+    def transport(self, site: str) -> Transport:
+        if site not in self._transports:
+            self._transports[site] = open_transport(site, self.service.sites[site])
+        return self._transports[site]
+
+    def conn(self, site: str) -> psycopg.Connection:
+        """A reused, autocommit connection to the node at `site`; reopened if it broke."""
+        current = self._conns.get(site)
+        if current is not None and not current.closed and not current.broken:
+            return current
+        self._conns[site] = connect(self.node(site), self.kind, site)
+        return self._conns[site]
+
+    def drop_conn(self, site: str) -> None:
+        conn = self._conns.pop(site, None)
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        for site in list(self._conns):
+            self.drop_conn(site)
+        for transport in self._transports.values():
+            transport.close()
+
+
+@dataclass(frozen=True)
+class Action:
+    """A built-in step: what it does, where, whether it can be undone."""
+
+    run: Callable[[OpContext], dict[str, Any] | None]
+    describe: Callable[[OpContext], str]
+    site: Callable[[OpContext], str | None] = lambda ctx: None
+    command: Callable[[OpContext], str | None] = lambda ctx: None
+    undo: Callable[[OpContext], None] | None = None
+    irreversible: bool = False
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    label: str
+    site: str | None
+    describe: str
+    command: str | None
+    irreversible: bool
+
+
+def plan_steps(ctx: OpContext, playbook: Playbook, actions: dict[str, Action]) -> list[PlannedStep]:
+    """What the operation would do, concretely: the --dry-run output."""
+    planned = []
+    for step in playbook.steps:
+        if step.hook:
+            hooks = ctx.service.hooks.get(step.name, [])
+            if not hooks:
+                planned.append(PlannedStep(step.label, None, f"hook point {step.name}: no command configured", None,
+                                           False))
+            for hook in hooks:
+                site = resolve_hook_site(ctx, hook.site)
+                planned.append(PlannedStep(step.label, site, f"run hook ({hook.on_failure} on failure, "
+                                           f"{hook.timeout:g} s)", hook.run, False))
+            continue
+        action = actions[step.name]
+        planned.append(PlannedStep(step.name, action.site(ctx), action.describe(ctx), action.command(ctx),
+                                   action.irreversible))
+    return planned
+
+
+def resolve_hook_site(ctx: OpContext, site: str) -> str:
+    return {"old_primary": ctx.old_primary, "new_primary": ctx.new_primary}.get(site, site)
+
+
+def run_hook_point(ctx: OpContext, point: str) -> dict[str, Any]:
+    outputs = []
+    for hook in ctx.service.hooks.get(point, []):
+        site = resolve_hook_site(ctx, hook.site)
+        started = time.monotonic()
+        try:
+            result = ctx.transport(site).run(["sh", "-c", hook.run], timeout=hook.timeout)
+            rc, err = result.rc, result.stderr.strip()
+        except DcctlError as exc:
+            rc, err = None, exc.message
+        outputs.append({"site": site, "run": hook.run, "rc": rc, "stderr": err[-2000:],
+                        "seconds": round(time.monotonic() - started, 3)})
+        if rc != 0 and hook.on_failure == "abort":
+            raise OperationFailed(f"hook {point} at {site} failed ({'rc ' + str(rc) if rc is not None else err}): "
+                                  f"{hook.run}", detail=err)
+    return {f"hook_{point}": outputs}
+
+
+class Runner:
+    def __init__(self, ctx: OpContext, playbook: Playbook, actions: dict[str, Action]):
+        self.ctx = ctx
+        self.playbook = playbook
+        self.actions = actions
+        self.owner = LockOwner(ctx.op_id, socket.gethostname(), os.getpid(), time.time())
+        self.lock = ServiceLock(ctx.config.state_dir, ctx.service_name,
+                                {site: (ctx.transport(site), cfg.state_dir) for site, cfg in ctx.service.sites.items()})
+
+    def run(self, *, resume_state: JournalState | None = None, break_lock: bool = False) -> str:
+        """Runs (or resumes) the playbook; returns the outcome: success or rolled_back.
+
+        The lock is taken first, so a second operation is refused with its owner named before
+        anything else is asked of the sites.
+        """
+        done = set(resume_state.ended) if resume_state else set()
+        locked = False
+        try:
+            self._acquire_lock(break_lock or resume_state is not None)
+            locked = True
+            if resume_state is not None:
+                self.ctx.observed.update(resume_state.observed)
+                if not self._past_no_return(resume_state.started):
+                    return self._rollback(resume_state.started, "resumed before the point of no return")
+            steps = list(self.playbook.steps)
+            for index, step in enumerate(steps, start=1):
+                if step.label not in done:
+                    self._run_step(index, len(steps), step)
+            self.ctx.journal.append("finish", outcome="success")
+            return "success"
+        except RefusedError as exc:
+            if not locked or self._only_preflight_started():
+                self.ctx.journal.append("finish", outcome="refused", error=exc.message)
+                raise
+            self._fail_or_roll_back(exc)
+            raise
+        except BaseException as exc:
+            self._fail_or_roll_back(exc)
+            raise
+        finally:
+            if locked and self._finished():
+                self.lock.release(self.owner)
+            self.ctx.close()
+
+    def _only_preflight_started(self) -> bool:
+        return {e["step"] for e in self.ctx.journal.entries() if e["event"] == "step_start"} <= {"preflight"}
+
+    def _fail_or_roll_back(self, exc: BaseException) -> None:
+        started = [e["step"] for e in self.ctx.journal.entries() if e["event"] == "step_start"]
+        reason = exc.message if isinstance(exc, DcctlError) else f"{type(exc).__name__}: {exc}"
+        if self._past_no_return(started):
+            self.ctx.journal.append("halt", reason=reason)
+            if isinstance(exc, DcctlError):
+                exc.hint = (f"the operation is past its point of no return: fix the cause, then "
+                            f"`dcctl resume {self.ctx.op_id}` drives it forward")
+            return
+        self._rollback(started, reason)
+
+    def _finished(self) -> bool:
+        return any(e["event"] == "finish" for e in self.ctx.journal.entries())
+
+    def _acquire_lock(self, break_lock: bool) -> None:
+        skip = tuple(self.ctx.args.get("unreachable_sites", ()))
+        self.lock.acquire(self.owner, break_stale=break_lock, skip_sites=skip)
+        self.ctx.journal.append("lock", sites=self.lock.held_at, owner=self.owner.__dict__)
+
+    def _past_no_return(self, started: list[str]) -> bool:
+        return any(name in self.actions and self.actions[name].irreversible for name in started)
+
+    def _run_step(self, index: int, total: int, step: PlaybookStep) -> None:
+        ctx = self.ctx
+        ctx.say(f"[{index}/{total}] {step.label}")
+        ctx.journal.append("step_start", step=step.label, index=index)
+        started = time.monotonic()
+        try:
+            observed = run_hook_point(ctx, step.name) if step.hook else (self.actions[step.name].run(ctx) or {})
+        except BaseException as exc:
+            message = exc.message if isinstance(exc, DcctlError) else f"{type(exc).__name__}: {exc}"
+            ctx.journal.append("step_fail", step=step.label, error=message)
+            if isinstance(exc, DcctlError) and not isinstance(exc, RefusedError):
+                raise OperationFailed(f"{ctx.kind} {ctx.op_id}: step {index}/{total} '{step.label}' failed: "
+                                      f"{message}", hint=exc.hint, detail=exc.detail) from exc
+            raise
+        ctx.observed.update(observed)
+        ctx.journal.append("step_end", step=step.label, seconds=round(time.monotonic() - started, 4),
+                           observed=observed)
+        if os.environ.get("DCCTL_FAULT_AFTER_STEP") == step.label:
+            os._exit(99)  # fault injection for tests: die exactly at this step boundary
+
+    def _rollback(self, started: list[str], reason: str) -> str:
+        ctx = self.ctx
+        ctx.say(f"rolling back: {reason}")
+        ctx.journal.append("rollback_start", reason=reason)
+        undone = []
+        for name in reversed(started):
+            action = self.actions.get(name)
+            if action and action.undo:
+                ctx.say(f"  undo {name}")
+                action.undo(ctx)
+                undone.append(name)
+        ctx.journal.append("rollback_end", undone=undone)
+        ctx.journal.append("finish", outcome="rolled_back", reason=reason)
+        return "rolled_back"

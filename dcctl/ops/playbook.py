@@ -1,0 +1,101 @@
+"""Playbooks: the ordered steps of each operation, with hook points. Loaded and validated like
+the config: every mistake names the file, the entry and what was expected.
+
+A site may ship its own playbook (config `playbooks_dir`) to add hook points; the built-in
+steps must all be there, in their safe order, because that order is what keeps data safe
+(e.g. never promote before the standby has replayed the old primary's last record).
+"""
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from dcctl.errors import ConfigError
+
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "playbooks"
+
+BUILTIN_STEPS: dict[str, tuple[str, ...]] = {
+    "switchover": ("preflight", "prepare", "checkpoint_primary", "stop_primary", "read_shutdown_checkpoint",
+                   "wait_replayed", "promote", "wait_writable", "configure_old_primary_as_standby",
+                   "start_old_primary", "wait_old_primary_streaming", "record_generation"),
+    "failover": ("preflight", "prepare", "fence_old_primary", "promote", "wait_writable", "record_generation"),
+    "rejoin": ("preflight", "prepare", "stop_old_primary", "checkpoint_new_primary", "assess_divergence",
+               "keep_diverged", "rewind", "configure_old_primary_as_standby", "start_old_primary",
+               "wait_old_primary_streaming", "record_generation"),
+}
+
+
+@dataclass(frozen=True)
+class PlaybookStep:
+    name: str  # a built-in step, or the hook point name
+    hook: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"hook:{self.name}" if self.hook else self.name
+
+
+@dataclass(frozen=True)
+class Playbook:
+    operation: str
+    steps: tuple[PlaybookStep, ...]
+    source: str
+
+    @property
+    def hook_points(self) -> list[str]:
+        return [s.name for s in self.steps if s.hook]
+
+
+def load_playbook(operation: str, directory: str | Path | None = None) -> Playbook:
+    path = Path(directory or SHIPPED_DIR) / f"{operation}.yaml"
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read playbook: {exc.strerror}"],
+                          hint="set playbooks_dir in the config, or remove it to use the shipped playbooks") from None
+    return parse_playbook(operation, text, str(path))
+
+
+def parse_playbook(operation: str, text: str, source: str) -> Playbook:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: invalid YAML: {exc}"]) from None
+    problems = []
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{source}: expected a mapping with operation and steps"])
+    if raw.get("operation") != operation:
+        problems.append(f"{source}: operation: expected {json.dumps(operation)}, got {json.dumps(raw.get('operation'))}")
+    unknown = set(raw) - {"operation", "steps", "description"}
+    for name in sorted(unknown):
+        problems.append(f"{source}: {name}: unknown key; known keys: operation, steps, description")
+    entries = raw.get("steps")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(problems + [f"{source}: steps: expected a list of step names and hook: NAME entries"])
+    builtin = BUILTIN_STEPS[operation]
+    steps = []
+    for index, entry in enumerate(entries):
+        where = f"{source}: steps[{index}]"
+        if isinstance(entry, str):
+            if entry not in builtin:
+                close = difflib.get_close_matches(entry, builtin, n=1)
+                hint = f'; did you mean "{close[0]}"?' if close else f"; {operation} steps: {', '.join(builtin)}"
+                problems.append(f"{where}: unknown step {json.dumps(entry)}{hint}")
+            steps.append(PlaybookStep(entry))
+        elif isinstance(entry, dict) and set(entry) == {"hook"} and isinstance(entry["hook"], str) and entry["hook"]:
+            steps.append(PlaybookStep(entry["hook"], hook=True))
+        else:
+            problems.append(f"{where}: expected a built-in step name or {{hook: NAME}}, got {json.dumps(entry)}")
+    order = [s.name for s in steps if not s.hook]
+    if not problems and order != list(builtin):
+        missing = [name for name in builtin if name not in order]
+        detail = f"missing {', '.join(missing)}" if missing else "out of order or repeated"
+        problems.append(f"{source}: steps: the built-in steps must all appear once, in this order: "
+                        f"{', '.join(builtin)} ({detail})")
+    if problems:
+        raise ConfigError(problems)
+    return Playbook(operation, tuple(steps), source)

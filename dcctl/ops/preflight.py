@@ -1,0 +1,92 @@
+"""Should this operation start? Pure decisions over one ServiceView: every reason to refuse is
+listed at once, each a sentence saying what is wrong and what to do."""
+from __future__ import annotations
+
+from dcctl.checks.catalog import readiness_problems
+from dcctl.config.schema import ServiceConfig
+from dcctl.model import Role, ServiceView
+from dcctl.status_report import replay_lag_bytes
+from dcctl.units import human_bytes
+
+
+def choose_roles(view: ServiceView, to_site: str | None) -> tuple[str | None, str | None]:
+    """(current primary, target) for switchover and failover; target defaults to the other site."""
+    names = [s.site for s in view.sites]
+    primaries = [s.site for s in view.primaries()]
+    if to_site:
+        old = next((n for n in names if n != to_site), None)
+        return old, to_site
+    if len(primaries) == 1:
+        return primaries[0], next(n for n in names if n != primaries[0])
+    standbys = [s.site for s in view.sites if s.role is Role.STANDBY]
+    if len(standbys) == 1:
+        return next(n for n in names if n != standbys[0]), standbys[0]
+    return None, None
+
+
+def switchover_refusals(view: ServiceView, service: ServiceConfig, old: str | None, new: str | None) -> list[str]:
+    if old is None or new is None:
+        return ["cannot tell which site is the primary and which the standby: " + _roles(view)]
+    if new not in service.sites:
+        return [f"no site named {new!r}; sites: {', '.join(service.sites)}"]
+    reasons = []
+    o, n = view.site(old), view.site(new)
+    for site in (o, n):
+        if not site.reachable:
+            reasons.append(f"site {site.site} is unreachable: {site.transport_error}")
+    if o.role is not Role.PRIMARY:
+        reasons.append(f"site {old} is not a running primary ({o.postgres_error or o.role.value}); "
+                       f"if it is lost, this is a failover")
+    if n.role is not Role.STANDBY:
+        reasons.append(f"site {new} is not a running standby ({n.postgres_error or n.role.value})")
+    elif n.node.receiver_status != "streaming":
+        reasons.append(f"standby {new} is not streaming ({n.node.receiver_status or 'no WAL receiver'}): "
+                       f"fix replication first (dcctl check)")
+    if o.node and n.node and n.role is Role.STANDBY:
+        if o.node.timeline != n.node.timeline:
+            reasons.append(f"standby {new} is on timeline {n.node.timeline}, primary {old} on {o.node.timeline}")
+        lag = replay_lag_bytes(o.node.current_lsn, n.node.replay_lsn)
+        limit = service.operation.max_lag_bytes
+        if lag is not None and lag > limit:
+            reasons.append(f"standby {new} is {human_bytes(lag)} behind (operation.max_lag_bytes is "
+                           f"{human_bytes(limit)}): wait for it to catch up")
+        if n.node.replay_paused:
+            reasons.append(f"replay is paused on {new}: SELECT pg_wal_replay_resume() there first")
+    for site in (o, n):
+        if site.node:
+            for problem in readiness_problems(site.node.settings):
+                if "pg_rewind" in problem:
+                    reasons.append(f"{site.site}: {problem}")
+    return reasons
+
+
+def failover_refusals(view: ServiceView, old: str | None, new: str | None, *, fence_command: str | None,
+                      primary_is_down: bool) -> list[str]:
+    if old is None or new is None:
+        return ["cannot tell which site to promote: " + _roles(view) + "; name it with --to SITE"]
+    reasons = []
+    o, n = view.site(old), view.site(new)
+    if n.role is not Role.STANDBY:
+        reasons.append(f"site {new} is not a running standby ({n.postgres_error or n.role.value}): there is "
+                       f"nothing to promote")
+    if not o.reachable and not fence_command and not primary_is_down:
+        reasons.append(f"site {old} is unreachable ({o.transport_error}) and has no fence_command: dcctl cannot "
+                       f"stop it; if you know it is down, say so with --primary-is-down")
+    return reasons
+
+
+def rejoin_refusals(view: ServiceView, node_site: str, primary_site: str | None) -> list[str]:
+    if primary_site is None:
+        return [f"no other site runs a primary for {node_site} to follow: {_roles(view)}"]
+    reasons = []
+    p, s = view.site(primary_site), view.site(node_site)
+    if not s.reachable:
+        reasons.append(f"site {node_site} is unreachable: {s.transport_error}")
+    if p.role is not Role.PRIMARY:
+        reasons.append(f"site {primary_site} is not a running primary ({p.postgres_error or p.role.value})")
+    return reasons
+
+
+def _roles(view: ServiceView) -> str:
+    return "; ".join(f"{s.site}: {s.role.value}" + (f" ({s.postgres_error})" if s.postgres_error else "")
+                     for s in view.sites)

@@ -1,0 +1,108 @@
+"""The record every operation leaves: JSON for scripts, Markdown for people, built from the
+journal alone (so a resumed or crashed operation reports the same way)."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dcctl.ops.journal import Journal
+
+
+def build_report(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    header = entries[0]
+    start = header["ts"]
+    steps, observed, outcome, end = [], {}, "unfinished", entries[-1]["ts"]
+    open_steps: dict[str, dict[str, Any]] = {}
+    for entry in entries[1:]:
+        event = entry["event"]
+        if event == "step_start":
+            open_steps[entry["step"]] = {"step": entry["step"], "start_offset_s": round(entry["ts"] - start, 4)}
+        elif event in ("step_end", "step_fail"):
+            step = open_steps.pop(entry["step"], {"step": entry["step"], "start_offset_s": None})
+            step["outcome"] = "ok" if event == "step_end" else "failed"
+            step["seconds"] = entry.get("seconds")
+            if event == "step_fail":
+                step["error"] = entry.get("error")
+            observed.update(entry.get("observed") or {})
+            steps.append(step)
+        elif event == "finish":
+            outcome = entry["outcome"]
+            if entry.get("reason") or entry.get("error"):
+                observed["finish_reason"] = entry.get("reason") or entry.get("error")
+        elif event == "halt":
+            outcome = "halted"
+            observed["halt_reason"] = entry.get("reason")
+    window = None
+    if "writable_at" in observed:
+        began = observed.get("writes_stopped_at", start if header["kind"] == "failover" else None)
+        if began is not None:
+            window = round(observed["writable_at"] - began, 4)
+    return {
+        "operation": header["op"], "kind": header["kind"], "service": header["service"],
+        "old_primary": header.get("old_primary"), "new_primary": header.get("new_primary"),
+        "started_at": _iso(start), "ended_at": _iso(end), "wall_seconds": round(end - start, 4),
+        "outcome": outcome, "host": header.get("host"), "pid": header.get("pid"), "args": header.get("args", {}),
+        "write_unavailability_seconds": window,
+        "data_loss": data_loss_verdict(header["kind"], outcome, observed),
+        "steps": steps, "observed": observed,
+    }
+
+
+def data_loss_verdict(kind: str, outcome: str, observed: dict[str, Any]) -> str:
+    if outcome in ("rolled_back", "refused"):
+        return "none: the roles did not change"
+    if kind == "switchover":
+        if "standby_replayed_lsn" in observed:
+            return (f"none: the standby replayed past the old primary's shutdown checkpoint "
+                    f"{observed.get('shutdown_checkpoint_lsn')} (to {observed['standby_replayed_lsn']}) before it was "
+                    f"promoted")
+        return "none so far: promotion has not happened"
+    if kind == "failover":
+        return (f"possible: commits on {observed.get('old_primary_role', 'the old primary')} site after the last WAL "
+                f"the standby received ({observed.get('last_received_lsn')}; replayed up to "
+                f"{observed.get('last_replayed_lsn')}, last replayed commit at "
+                f"{observed.get('last_replayed_commit_at')}) did not reach it; `dcctl rejoin` counts them exactly "
+                f"before it discards them")
+    if kind == "rejoin":
+        return observed.get("divergence") or "not assessed"
+    return "unknown"
+
+
+def write_report(journal: Journal) -> tuple[Path, Path]:
+    report = build_report(journal.entries())
+    json_path = journal.directory / "report.json"
+    md_path = journal.directory / "report.md"
+    json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    md_path.write_text(markdown(report))
+    return json_path, md_path
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = [
+        f"# {r['kind']} of {r['service']}: {r['outcome']}",
+        "",
+        f"- Operation: `{r['operation']}` (host {r['host']}, pid {r['pid']})",
+        f"- Roles: {r['old_primary']} -> {r['new_primary']}",
+        f"- Started {r['started_at']}, ended {r['ended_at']} ({r['wall_seconds']:.3f} s)",
+    ]
+    if r["write_unavailability_seconds"] is not None:
+        lines.append(f"- Write unavailability (server side): {r['write_unavailability_seconds']:.3f} s")
+    lines += [f"- Data loss: {r['data_loss']}", "", "## Steps", "", "| step | start (s) | took (s) | outcome |",
+              "|---|---:|---:|---|"]
+    for step in r["steps"]:
+        took = "-" if step.get("seconds") is None else f"{step['seconds']:.3f}"
+        offset = "-" if step.get("start_offset_s") is None else f"{step['start_offset_s']:.3f}"
+        outcome = step["outcome"] + (f": {step['error']}" if step.get("error") else "")
+        lines.append(f"| {step['step']} | {offset} | {took} | {outcome} |")
+    lines += ["", "## Observed", ""]
+    for key, value in r["observed"].items():
+        if isinstance(value, float) and value > 1e9:
+            value = _iso(value)
+        lines.append(f"- {key}: {json.dumps(value, default=str) if isinstance(value, (list, dict)) else value}")
+    return "\n".join(lines) + "\n"
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
