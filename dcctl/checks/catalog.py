@@ -192,6 +192,10 @@ def readiness_problems(settings: dict[str, str]) -> list[str]:
                         f"pg_basebackup with -X stream), restart needed")
     if int(settings.get("max_replication_slots") or 0) < 1:
         problems.append("max_replication_slots is 0: set at least 1 (restart needed)")
+    if settings.get("wal_keep_size") == "0" and settings.get("archive_mode") in ("off", None):
+        problems.append("wal_keep_size is 0 and archive_mode is off: after a failover the old primary may no longer "
+                        "have the WAL a rewind needs (then only a re-clone rejoins it): set wal_keep_size = 1GB "
+                        "or archive WAL")
     if settings.get("hot_standby") != "on":
         problems.append("hot_standby is off: set hot_standby = on so dcctl can watch the node as a standby")
     return problems

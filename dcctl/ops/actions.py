@@ -365,11 +365,22 @@ def relation_names(ctx: OpContext, relations: set[tuple[int, int]]) -> list[str]
             continue
         with psycopg.connect(host=node.host, port=node.port, user=node.user, dbname=databases[db_oid],
                              passfile=node.passfile, connect_timeout=5, autocommit=True) as db:
-            found = dict(db.execute("SELECT c.relfilenode, n.nspname || '.' || c.relname FROM pg_catalog.pg_class c "
-                                    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-                                    "WHERE c.relfilenode = ANY(%s)", (nodes,)).fetchall())
+            found = dict(db.execute(RELATION_OWNERS, (nodes,)).fetchall())
         names += [f"{databases[db_oid]}.{found.get(rel, f'relfilenode {rel}')}" for rel in nodes]
-    return names
+    return sorted(set(names))
+
+
+# An index or TOAST relation is reported as the table it belongs to.
+RELATION_OWNERS = """
+SELECT c.relfilenode, coalesce(tn.nspname || '.' || t.relname, n.nspname || '.' || c.relname)
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+LEFT JOIN pg_catalog.pg_class t ON t.oid = coalesce(i.indrelid,
+     (SELECT o.oid FROM pg_catalog.pg_class o WHERE o.reltoastrelid = c.oid))
+LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+WHERE c.relfilenode = ANY(%s)
+"""
 
 
 def keep_diverged(ctx: OpContext) -> dict[str, Any]:

@@ -199,7 +199,8 @@ class Runner:
     def _acquire_lock(self, break_lock: bool) -> None:
         skip = tuple(self.ctx.args.get("unreachable_sites", ()))
         self.lock.acquire(self.owner, break_stale=break_lock, skip_sites=skip)
-        self.ctx.journal.append("lock", sites=self.lock.held_at, owner=self.owner.__dict__)
+        self.ctx.journal.append("lock", sites=self.lock.held_at, unreachable=self.lock.unreachable,
+                                owner=self.owner.__dict__)
 
     def _past_no_return(self, started: list[str]) -> bool:
         return any(name in self.actions and self.actions[name].irreversible for name in started)

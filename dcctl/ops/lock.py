@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dcctl.errors import DcctlError, RefusedError
+from dcctl.errors import DcctlError, RefusedError, UnreachableError
 from dcctl.lab.procs import alive
 from dcctl.transport.base import Transport
 
@@ -52,6 +52,7 @@ class ServiceLock:
         self.service = service
         self.sites = site_transports
         self.held_at: list[str] = []
+        self.unreachable: dict[str, str] = {}  # a lost site cannot hold a lock: failover must go on without it
 
     def holders(self) -> list[tuple[str, LockOwner]]:
         """Who holds the lock, where (local, or a site name)."""
@@ -62,6 +63,8 @@ class ServiceLock:
             try:
                 text = transport.read_file(site_lock_path(state_dir, self.service)).decode()
                 found.append((site, LockOwner.from_json(text)))
+            except UnreachableError as exc:
+                self.unreachable[site] = exc.message
             except DcctlError:
                 continue
             except (ValueError, TypeError):
@@ -83,7 +86,7 @@ class ServiceLock:
         tmp.write_text(owner.to_json())
         os.replace(tmp, self.local_path)
         for site, (transport, state_dir) in self.sites.items():
-            if site in skip_sites:
+            if site in skip_sites or site in self.unreachable:
                 continue
             transport.run(["mkdir", "-p", state_dir], timeout=30).check(f"creating {state_dir} at site {site}")
             transport.write_file(site_lock_path(state_dir, self.service), owner.to_json().encode(), mode=0o644)
@@ -91,6 +94,8 @@ class ServiceLock:
 
     def release(self, owner: LockOwner) -> None:
         for site, (transport, state_dir) in self.sites.items():
+            if site not in self.held_at:
+                continue
             path = site_lock_path(state_dir, self.service)
             try:
                 current = LockOwner.from_json(transport.read_file(path).decode())

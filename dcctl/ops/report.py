@@ -45,12 +45,14 @@ def build_report(entries: list[dict[str, Any]]) -> dict[str, Any]:
         "started_at": _iso(start), "ended_at": _iso(end), "wall_seconds": round(end - start, 4),
         "outcome": outcome, "host": header.get("host"), "pid": header.get("pid"), "args": header.get("args", {}),
         "write_unavailability_seconds": window,
-        "data_loss": data_loss_verdict(header["kind"], outcome, observed),
+        "data_loss": data_loss_verdict(header["kind"], outcome, observed, header.get("old_primary"),
+                                       header.get("new_primary")),
         "steps": steps, "observed": observed,
     }
 
 
-def data_loss_verdict(kind: str, outcome: str, observed: dict[str, Any]) -> str:
+def data_loss_verdict(kind: str, outcome: str, observed: dict[str, Any], old: str | None = None,
+                      new: str | None = None) -> str:
     if outcome in ("rolled_back", "refused"):
         return "none: the roles did not change"
     if kind == "switchover":
@@ -60,8 +62,8 @@ def data_loss_verdict(kind: str, outcome: str, observed: dict[str, Any]) -> str:
                     f"promoted")
         return "none so far: promotion has not happened"
     if kind == "failover":
-        return (f"possible: commits on {observed.get('old_primary_role', 'the old primary')} site after the last WAL "
-                f"the standby received ({observed.get('last_received_lsn')}; replayed up to "
+        return (f"possible: commits on {old} after the last WAL {new} received "
+                f"({observed.get('last_received_lsn')}; replayed up to "
                 f"{observed.get('last_replayed_lsn')}, last replayed commit at "
                 f"{observed.get('last_replayed_commit_at')}) did not reach it; `dcctl rejoin` counts them exactly "
                 f"before it discards them")

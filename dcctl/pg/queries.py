@@ -26,7 +26,8 @@ SELECT
    FROM pg_catalog.pg_replication_slots s WHERE s.slot_type = 'physical') AS slots,
   (SELECT pg_catalog.json_object_agg(name, setting) FROM pg_catalog.pg_settings
    WHERE name IN ('wal_level', 'wal_log_hints', 'data_checksums', 'hot_standby', 'max_wal_senders',
-                  'max_replication_slots', 'full_page_writes', 'primary_slot_name')) AS settings
+                  'max_replication_slots', 'full_page_writes', 'primary_slot_name', 'wal_keep_size',
+                  'archive_mode')) AS settings
 FROM (SELECT 1) AS one
 LEFT JOIN pg_catalog.pg_stat_wal_receiver r ON true
 """

@@ -54,16 +54,24 @@ def conninfo(**params: str | int | None) -> str:
 # polling every 10 ms, until postmaster.pid is gone: pg_ctl stop -w polls only every 100 ms.
 _SIGNAL_STOP = r'''
 data="$1"; sig="$2"; ticks="$3"; pidfile="$data/postmaster.pid"
+# A process that is gone or a zombie (killed, not yet reaped) has an empty cmdline.
+cmdline() { tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null; }
 [ -e "$pidfile" ] || { echo "not running"; exit 0; }
 pid=$(head -n 1 "$pidfile")
-if ! kill -0 "$pid" 2>/dev/null; then echo "not running (stale postmaster.pid)"; exit 0; fi
-case "$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)" in
+cmd=$(cmdline "$pid")
+if [ -z "$cmd" ]; then
+  # Killed but not yet reaped: PostgreSQL refuses to start while that PID exists, so wait for it.
+  i=0
+  while kill -0 "$pid" 2>/dev/null && [ "$i" -lt "$ticks" ]; do i=$((i + 1)); sleep 0.01; done
+  echo "not running (stale postmaster.pid)"; exit 0
+fi
+case "$cmd" in
   *postgres*|*postmaster*) ;;
-  *) echo "postmaster.pid names process $pid, which is not PostgreSQL" >&2; exit 3 ;;
+  *) echo "postmaster.pid names process $pid, which is not PostgreSQL: $cmd" >&2; exit 3 ;;
 esac
 kill -"$sig" "$pid" || exit 4
 i=0
-while [ -e "$pidfile" ] && kill -0 "$pid" 2>/dev/null; do
+while [ -e "$pidfile" ] && [ -n "$(cmdline "$pid")" ]; do
   i=$((i + 1))
   if [ "$i" -gt "$ticks" ]; then echo "PostgreSQL (pid $pid) still running after the deadline" >&2; exit 5; fi
   sleep 0.01

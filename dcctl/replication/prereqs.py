@@ -22,7 +22,7 @@ SELECT pg_catalog.current_setting('config_file') AS config_file,
        pg_catalog.current_setting('hba_file') AS hba_file,
        (SELECT pg_catalog.json_object_agg(name, setting) FROM pg_catalog.pg_settings
         WHERE name IN ('wal_level', 'wal_log_hints', 'data_checksums', 'hot_standby', 'max_wal_senders',
-                       'max_replication_slots')) AS settings,
+                       'max_replication_slots', 'wal_keep_size', 'archive_mode')) AS settings,
        (SELECT pg_catalog.json_build_object('replication', r.rolreplication, 'login', r.rolcanlogin)
         FROM pg_catalog.pg_roles r WHERE r.rolname = %s) AS replication_role,
        (SELECT pg_catalog.json_agg(pg_catalog.json_build_object(

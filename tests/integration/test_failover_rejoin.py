@@ -1,0 +1,113 @@
+"""Failover after the primary's postmaster is killed, fencing, and rejoin of a diverged old
+primary that counts exactly the commits the rewind discards."""
+import json
+
+import psycopg
+import pytest
+
+from dcctl.lab import procs
+from tests.integration.conftest import app_connect, dcctl, local_lab, ssh_lab, status_json, wait_for  # noqa: F401
+
+pytestmark = pytest.mark.lab
+
+
+def primary_of(lab_) -> str:
+    return status_json(str(lab_.spec.config_path))["primary"]
+
+
+def kill_postmaster(lab_, site):
+    pid = lab_.running(site)
+    assert pid
+    import os
+    import signal
+
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not procs.alive(pid), what="the killed postmaster to be gone")
+
+
+def test_failover_fences_promotes_and_rejoin_counts_the_diverged_commits(local_lab):
+    lab = local_lab
+    config = str(lab.spec.config_path)
+    old = primary_of(lab)
+    new = "backup" if old == "rabat" else "rabat"
+    with app_connect(lab, old) as conn:
+        conn.execute("CREATE TABLE diverge (id int PRIMARY KEY, side text)")
+        conn.execute("INSERT INTO diverge SELECT g, 'shared' FROM generate_series(1, 10) g")
+    wait_for(lambda: status_json(config)["sites"][1 if new == "backup" else 0]["lag"]["bytes"] == 0,
+             what="the standby to catch up")
+
+    kill_postmaster(lab, old)
+    report = json.loads(dcctl("--yes", "-o", "json", "failover", config=config).stdout)
+    assert report["outcome"] == "success" and report["new_primary"] == new
+    assert "stopped over local" in report["observed"]["fenced_by"]
+    assert report["data_loss"].startswith("possible") and report["observed"]["last_received_lsn"]
+    with app_connect(lab, new) as conn:
+        conn.execute("INSERT INTO diverge VALUES (100, 'new primary')")
+
+    refused = dcctl("node", "start", "--site", old, config=config, check=False)
+    assert refused.returncode == 5 and "fenced" in refused.stderr and f"dcctl rejoin --site {old}" in refused.stderr
+    assert (lab.spec.pgdata(old) / "standby.signal").exists()  # a restart behind dcctl's back stays read-only
+
+    # Someone starts the old primary by hand anyway, as a primary, and it takes writes: divergence.
+    (lab.spec.pgdata(old) / "standby.signal").unlink()
+    lab.start(old)
+    with app_connect(lab, old) as conn:
+        for i in range(7):
+            conn.execute("INSERT INTO diverge VALUES (%s, 'lost on the old primary')", (1000 + i,))
+    kill_postmaster(lab, old)
+
+    rejoin = dcctl("--yes", "-o", "json", "rejoin", "--site", old, "--keep-diverged", config=config)
+    report = json.loads(rejoin.stdout)
+    observed = report["observed"]
+    assert report["outcome"] == "success"
+    assert observed["diverged_commits"] == 7
+    assert observed["diverged_tables"] == ["massar.public.diverge"]
+    assert "7 transaction(s) committed" in report["data_loss"]
+    kept = observed["kept_diverged"]
+    assert kept and (lab.spec.pgdata(old).parent / kept.rsplit("/", 1)[1]).exists()
+    assert observed["rewind"] == "pg_rewind"
+
+    sites = {s["site"]: s for s in status_json(config)["sites"]}
+    assert sites[old]["role"] == "standby" and sites[new]["role"] == "primary"
+    wait_for(lambda: {s["site"]: s for s in status_json(config)["sites"]}[old]["streaming"], what="streaming")
+
+    def rows_on_old():
+        with app_connect(lab, old) as conn:
+            return conn.execute("SELECT array_agg(id ORDER BY id) FROM diverge").fetchone()[0]
+
+    assert wait_for(lambda: 100 in (rows_on_old() or []) and rows_on_old(), what="new rows on the old primary") \
+        == list(range(1, 11)) + [100]
+
+    again = dcctl("--yes", "rejoin", "--site", old, config=config, check=False)
+    assert again.returncode == 5 and "already streams" in again.stderr
+
+
+def test_failover_of_an_unreachable_primary_needs_a_typed_declaration(ssh_lab):
+    lab = ssh_lab
+    config = str(lab.spec.config_path)
+    old = primary_of(lab)
+    new = "backup" if old == "rabat" else "rabat"
+    lab.sshds()[old].stop()
+    kill_postmaster(lab, old)
+    try:
+        refused = dcctl("--yes", "failover", config=config, check=False)
+        assert refused.returncode == 5
+        assert f"site {old} is unreachable" in refused.stderr and "--primary-is-down" in refused.stderr
+
+        untyped = dcctl("--yes", "failover", "--primary-is-down", config=config, check=False)
+        assert untyped.returncode == 2 and f"--confirm-site {old}" in untyped.stderr
+
+        wrong = dcctl("--yes", "failover", "--primary-is-down", "--confirm-site", new, config=config, check=False)
+        assert wrong.returncode == 5
+        assert primary_of(lab) is None
+
+        done = json.loads(dcctl("--yes", "-o", "json", "failover", "--primary-is-down", "--confirm-site", old,
+                                config=config).stdout)
+        assert done["outcome"] == "success" and "declared" in done["observed"]["fenced_by"]
+        with psycopg.connect(lab.spec.app_dsn()) as conn:
+            conn.execute("CREATE TABLE after_failover (id int)")
+    finally:
+        lab.sshds()[old].start()
+    rejoined = json.loads(dcctl("--yes", "-o", "json", "rejoin", "--site", old, config=config).stdout)
+    assert rejoined["outcome"] == "success"
+    assert rejoined["observed"]["diverged_commits"] == 0
