@@ -11,6 +11,7 @@ from typing import Callable
 from dcctl.checks.result import CheckResult, Status
 from dcctl.config.schema import Thresholds
 from dcctl.model import Role, ServiceView, SiteStatus
+from dcctl.ops.generation import Generation, stale_primaries
 from dcctl.status_report import replay_lag_bytes, replay_lag_seconds
 from dcctl.units import human_bytes
 
@@ -25,6 +26,7 @@ class Facts:
     thresholds: Thresholds
     last_drill_success: float | None = None  # epoch seconds, None: no drill recorded
     now: float = 0.0
+    recorded_generation: Generation | None = None
 
     @property
     def primary(self) -> SiteStatus | None:
@@ -155,6 +157,23 @@ def replication_slots(f: Facts) -> list[CheckResult]:
                                    f"a lagging standby can lose WAL it needs", primary.site, 0)]
 
 
+def generation(f: Facts) -> list[CheckResult]:
+    stale = stale_primaries(f.view, f.recorded_generation)
+    recorded = f.recorded_generation
+    if stale:
+        owner = f"generation {recorded.generation} belongs to {recorded.primary}" if recorded else \
+            "another primary runs on a newer timeline"
+        return [CheckResult("generation", CRIT, f"STALE PRIMARY {site}: it accepts writes on timeline "
+                            f"{f.view.site(site).node.timeline} but {owner}; stop it now (dcctl node stop --site "
+                            f"{site} --mode immediate), then dcctl rejoin --site {site}", site,
+                            f.view.site(site).node.timeline, str(recorded.generation) if recorded else None)
+                for site in stale]
+    if recorded is None:
+        return [CheckResult("generation", OK, "no promotion recorded yet by dcctl")]
+    return [CheckResult("generation", OK, f"generation {recorded.generation} (primary {recorded.primary}); no stale "
+                        f"primary", None, recorded.generation)]
+
+
 def timeline_consistent(f: Facts) -> list[CheckResult]:
     primary = f.primary
     if primary is None or primary.node is None:
@@ -271,6 +290,7 @@ CATALOG: dict[str, tuple[Check, str]] = {
     "replication_streaming": (replication_streaming, "the standby is in recovery and streaming"),
     "replication_lag": (replication_lag, "replay lag in bytes and seconds against the thresholds"),
     "replication_slots": (replication_slots, "slots active; WAL retained under the thresholds"),
+    "generation": (generation, "no node accepts writes on an older generation than the recorded one"),
     "timeline_consistent": (timeline_consistent, "the standby follows the primary's timeline"),
     "failover_readiness": (failover_readiness, "settings switchover, failover and pg_rewind need"),
     "disk_free": (disk_free, "free space on data, WAL and file-store volumes"),

@@ -32,6 +32,7 @@ def check(ctx: Context, service_name: str | None, names: tuple[str, ...], list_c
         return
     from dcctl.checks.catalog import Facts, run_checks
     from dcctl.checks.result import ordered, worst
+    from dcctl.ops.generation import read_local
     from dcctl.topology import gather_view
 
     config = ctx.config
@@ -41,7 +42,9 @@ def check(ctx: Context, service_name: str | None, names: tuple[str, ...], list_c
     for name in service_names:
         service = config.services[name]
         view = gather_view(config, name, service, with_disks=not names or "disk_free" in names)
-        results = ordered(run_checks(Facts(view, service.thresholds, now=time.time()), list(names) or None))
+        facts = Facts(view, service.thresholds, now=time.time(),
+                      recorded_generation=read_local(config.state_dir, name))
+        results = ordered(run_checks(facts, list(names) or None))
         overall += results
         reports.append({"service": name, "status": worst(results).name,
                         "checks": [r.as_dict() for r in results]})

@@ -109,9 +109,9 @@ def prepare(ctx: OpContext) -> dict[str, Any]:
     """Everything the window needs, opened before it starts: sessions, connections, the return slot."""
     for site in (ctx.old_primary, ctx.new_primary):
         ctx.transport(site).connect()
-    ctx.conn(ctx.new_primary)
+    ctx.connect_with_retries(ctx.new_primary)
     if ctx.kind == "switchover":
-        ctx.conn(ctx.old_primary)
+        ctx.connect_with_retries(ctx.old_primary)
         slot = slot_for(ctx, ctx.old_primary)
         # Created (reserving WAL) on the standby before promotion: once promoted, it keeps the WAL
         # the old primary needs to follow, and no slot creation is left inside the window.
@@ -253,7 +253,7 @@ def preflight_failover(ctx: OpContext) -> dict[str, Any]:
 
 def prepare_failover(ctx: OpContext) -> dict[str, Any]:
     ctx.transport(ctx.new_primary).connect()
-    ctx.conn(ctx.new_primary)
+    ctx.connect_with_retries(ctx.new_primary)
     return {}
 
 

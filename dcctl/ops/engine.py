@@ -60,6 +60,18 @@ class OpContext:
         self._conns[site] = connect(self.node(site), self.kind, site)
         return self._conns[site]
 
+    def connect_with_retries(self, site: str) -> psycopg.Connection:
+        """Open the connection before the window, retrying a node that is briefly unreachable
+        (operation.connect_retries attempts, backing off from 0.1 s to 2 s)."""
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+        for attempt in Retrying(stop=stop_after_attempt(self.service.operation.connect_retries),
+                                wait=wait_exponential_jitter(initial=0.1, max=2.0),
+                                retry=retry_if_exception_type(DcctlError), reraise=True):
+            with attempt:
+                return self.conn(site)
+        raise AssertionError("unreachable")
+
     def drop_conn(self, site: str) -> None:
         conn = self._conns.pop(site, None)
         if conn is not None:

@@ -128,3 +128,12 @@ def test_unreachable_site_is_crit_with_its_cause():
                                                transport_error="cannot connect to postgres@10.0.0.2:22: refused")))
     by_site = {r.site: r for r in results(v, "site_reachable")}
     assert by_site["backup"].status is Status.CRIT and "10.0.0.2:22" in by_site["backup"].detail
+
+
+def test_a_stale_primary_is_crit_with_what_to_do():
+    from dcctl.ops.generation import Generation
+
+    v = view(site("rabat", primary(timeline=3)), site("backup", primary(timeline=4)))
+    [r] = results(v, "generation", recorded_generation=Generation("massar", 4, "backup", ["rabat"]))
+    assert r.status is Status.CRIT and r.site == "rabat" and "dcctl rejoin --site rabat" in r.detail
+    assert results(healthy(), "generation")[0].status is Status.OK
