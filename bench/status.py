@@ -1,7 +1,8 @@
-"""Measure `dcctl status` on a real lab: healthy, standby host unreachable, standby PostgreSQL stopped.
+"""Measure `dcctl status` and `dcctl check` on a real lab: healthy, standby host unreachable, standby stopped.
 
 Runs the real CLI as a subprocess, as an operator would, and times each run end to end
-(interpreter start-up included). Results are recorded in docs/benchmarks.md.
+(interpreter start-up included). `status` is timed in all three cases, `check` when healthy
+and with the standby host unreachable. Results are recorded in docs/benchmarks.md.
 
     .venv/bin/python bench/status.py [--runs 20] [--transport local|ssh|both] [--keep] [--json FILE]
 """
@@ -62,6 +63,40 @@ def status_runs(config: str, runs: int, check) -> list[float]:
     return times
 
 
+CHECK_EXIT = {"OK": 0, "WARN": 1, "CRIT": 2, "UNKNOWN": 3}
+
+
+def check_runs(config: str, runs: int, validate) -> list[float]:
+    """Run `dcctl check -o json` `runs` times; `validate(checks)` validates each report.
+
+    Exit 0-3 is the worst check (a fresh lab exits 3: no drill recorded yet, drill_age UNKNOWN).
+    """
+    argv = [sys.executable, "-m", "dcctl", "-c", config, "check", "-o", "json"]
+    times = []
+    for _ in range(runs):
+        seconds, result = timed(argv)
+        if result.returncode not in CHECK_EXIT.values() or "Traceback" in result.stderr:
+            raise SystemExit(f"dcctl check exited {result.returncode}:\n{result.stderr}{result.stdout}")
+        report = json.loads(result.stdout)
+        if CHECK_EXIT[report["status"]] != result.returncode:
+            raise SystemExit(f"dcctl check exited {result.returncode} with status {report['status']}")
+        validate(report["services"][0]["checks"])
+        times.append(seconds)
+    return times
+
+
+def checks_healthy(checks: list[dict]) -> None:
+    bad = [c for c in checks if c["status"] != "OK" and c["name"] != "drill_age"]
+    assert not bad, bad
+
+
+def checks_standby_down(checks: list[dict]) -> None:
+    backup = {c["name"]: c for c in checks if c["site"] == STANDBY_SITE and c["status"] in ("CRIT", "UNKNOWN")}
+    assert backup.get("postgres_up", {}).get("status") == "CRIT", checks
+    assert "unreachable" in backup["postgres_up"]["detail"] or "timeout" in backup["postgres_up"]["detail"], backup
+    assert "replication_streaming" in backup, checks
+
+
 def healthy(sites: dict) -> None:
     assert sites[STANDBY_SITE]["postgres"]["up"] is True, sites[STANDBY_SITE]
     assert sites[STANDBY_SITE]["streaming"] is True, sites[STANDBY_SITE]
@@ -96,7 +131,7 @@ def bench_transport(transport: str, runs: int, keep: bool) -> dict:
     root = Path(tempfile.mkdtemp(prefix=f"dcctl-bench-{transport}-", dir="/tmp"))
     root.chmod(0o755)
     directory = root / "lab"
-    out: dict = {"transport": transport, "cases": {}}
+    out: dict = {"transport": transport, "cases": {}}  # (command, case) -> times
     try:
         print(f"[{transport}] lab up in {directory}", file=sys.stderr)
         lab = Lab.up(directory, base_port=free_port_block(), transport=transport)
@@ -106,12 +141,14 @@ def bench_transport(transport: str, runs: int, keep: bool) -> dict:
                                                  text=True, check=True).stdout.strip()
 
         print(f"[{transport}] healthy x{runs}", file=sys.stderr)
-        out["cases"]["healthy"] = status_runs(config, runs, healthy)
+        out["cases"]["status", "healthy"] = status_runs(config, runs, healthy)
+        out["cases"]["check", "healthy"] = check_runs(config, runs, checks_healthy)
 
         with Tarpit() as tarpit:
             print(f"[{transport}] standby host unreachable (tarpit :{tarpit.port}) x{runs}", file=sys.stderr)
-            out["cases"]["standby host unreachable"] = status_runs(tarpit_config(lab, tarpit.port), runs,
-                                                                   standby_down)
+            unreachable = tarpit_config(lab, tarpit.port)
+            out["cases"]["status", "standby host unreachable"] = status_runs(unreachable, runs, standby_down)
+            out["cases"]["check", "standby host unreachable"] = check_runs(unreachable, runs, checks_standby_down)
 
         print(f"[{transport}] standby PostgreSQL stopped x{runs}", file=sys.stderr)
         lab.stop(STANDBY_SITE)
@@ -120,7 +157,7 @@ def bench_transport(transport: str, runs: int, keep: bool) -> dict:
                 standby_down(sites)
                 assert "refused" in sites[STANDBY_SITE]["postgres"]["error"], sites[STANDBY_SITE]
 
-            out["cases"]["standby PostgreSQL stopped"] = status_runs(config, runs, refused)
+            out["cases"]["status", "standby PostgreSQL stopped"] = status_runs(config, runs, refused)
         finally:
             lab.start(STANDBY_SITE)
             lab.wait_streaming(STANDBY_SITE)
@@ -201,20 +238,22 @@ def main() -> None:
         print(f"timeouts ({r['transport']}): site_timeout {t['site_timeout']:g} s, "
               f"postgres connect_timeout {t['postgres_connect_timeout']:g} s{ssh}")
     print()
-    header = f"| {'transport':<9} | {'case':<26} | runs | median | p90    | max    |"
-    print(header)
-    print("|-----------|----------------------------|------|--------|--------|--------|")
-    rows = [(r["transport"], case, times) for r in results for case, times in r["cases"].items()]
-    rows += [("-", case, times) for case, times in startup.items()]
-    for transport, case, times in rows:
+    print(f"| {'transport':<9} | command | {'case':<26} | runs | median | p90    | max    |")
+    print("|-----------|---------|----------------------------|------|--------|--------|--------|")
+    rows = [(r["transport"], command, case, times) for r in results
+            for (command, case), times in sorted(r["cases"].items(), key=lambda item: item[0][0] != "status")]
+    rows += [("-", "-", case, times) for case, times in startup.items()]
+    for transport, command, case, times in rows:
         s = summary(times)
-        print(f"| {transport:<9} | {case:<26} | {s['runs']:>4} | {s['median']:.3f}  | {s['p90']:.3f}  | "
-              f"{s['max']:.3f}  |")
+        print(f"| {transport:<9} | {command:<7} | {case:<26} | {s['runs']:>4} | {s['median']:.3f}  | "
+              f"{s['p90']:.3f}  | {s['max']:.3f}  |")
 
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "date": started.isoformat(), "machine": info, "results": results, "startup": startup,
-            "summary": [{"transport": t, "case": c, **summary(times)} for t, c, times in rows],
+            "date": started.isoformat(), "machine": info, "startup": startup,
+            "results": [{**r, "cases": [{"command": c, "case": k, "times": v} for (c, k), v in r["cases"].items()]}
+                        for r in results],
+            "summary": [{"transport": t, "command": c, "case": k, **summary(times)} for t, c, k, times in rows],
         }, indent=2) + "\n")
 
 

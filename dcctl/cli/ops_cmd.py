@@ -104,6 +104,13 @@ def summary(report: dict) -> str:
     lines = [f"{report['kind']} {report['operation']}: {report['outcome']} in {report['wall_seconds']:.2f} s"]
     if report["write_unavailability_seconds"] is not None:
         lines.append(f"write unavailability (server side): {report['write_unavailability_seconds']:.3f} s")
+    observed = report["observed"]
+    if report["kind"] == "drill" and observed.get("rto_seconds") is not None:
+        rpo = observed.get("rpo_seconds")
+        lines.append(f"time to ready (RTO): {observed['rto_seconds']:.3f} s; data freshness (RPO): "
+                     + ("unknown (primary not reachable)" if rpo is None else f"{rpo:.3f} s behind the primary"))
+        for check in observed.get("checks", []):
+            lines.append(f"  {'PASS' if check['passed'] else 'FAIL'} {check['detail']}")
     lines.append(f"data loss: {report['data_loss']}")
     return "\n".join(lines)
 

@@ -122,6 +122,32 @@ class OperationConfig:
 
 
 @dataclass(frozen=True)
+class SqlCheckConfig:
+    name: str = key(help="what the check proves, e.g. 'enrolments present'")
+    query: str = key(help="SQL returning one value (first column of the first row)")
+    expect: Literal["at_least", "newer_than_minutes", "true"] = key("true", help="at_least: value >= `value`; "
+                                                                   "newer_than_minutes: a timestamp within `value` "
+                                                                   "minutes of the primary's clock; true: the value "
+                                                                   "is true")
+    value: float | None = key(None, help="the number at_least and newer_than_minutes compare with")
+    database: str | None = key(None, help="database to run it in (default: the service's database)")
+
+
+@dataclass(frozen=True)
+class DrillConfig:
+    site: str | None = key(None, help="site that hosts the throwaway copy (default: the standby)")
+    port: int = key(5499, help="scratch port of the throwaway copy (listens on that site's postgres.host)", **PORT)
+    scratch_dir: str | None = key(None, help="directory at that site for the copy (default: <site "
+                                             "state_dir>/drill); must not be served or backed up", expect="a path")
+    start_deadline: float = key(600.0, help="seconds the copy may take to start and to promote", min=1, max=86400)
+    sql_checks: list[SqlCheckConfig] = key([], help="verification queries run on the promoted copy (or, in a full "
+                                                    "drill, on the new primary)", expect="a list of checks")
+    file_sample: int = key(20, help="files per store compared by checksum between the sites (0: all)", min=0)
+    dwell_seconds: float = key(0.0, help="full drill: seconds to stay on the backup site before switching back",
+                               min=0, max=86400)
+
+
+@dataclass(frozen=True)
 class SiteConfig:
     transport: LocalTransportConfig | SshTransportConfig = key(help="how dcctl reaches the site",
                                                                expect="a mapping with type: local or ssh")
@@ -161,6 +187,7 @@ class ServiceConfig:
     hooks: dict[str, list[HookConfig]] = key({}, help="hook point name (e.g. before_switch, after_promote) -> "
                                                       "commands", expect="a list of hooks")
     operation: OperationConfig = key(OperationConfig(), help="deadlines and retries of operations")
+    drill: DrillConfig = key(DrillConfig(), help="what a drill copies, where, and how it verifies")
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,10 @@ def lab_config(spec: LabSpec) -> dict[str, Any]:
         "version": 1,
         "state_dir": str(spec.state_dir),
         "site_timeout": 5.0,
-        "services": {SERVICE: {"database": APP_DATABASE, "sites": sites}},
+        "services": {SERVICE: {"database": APP_DATABASE, "sites": sites, "drill": {
+            "port": spec.base_port + 6,
+            "sql_checks": [{"name": "catalog readable", "query": "SELECT count(*) FROM pg_catalog.pg_database",
+                            "expect": "at_least", "value": 3}]}}},
     }
 
 

@@ -66,6 +66,8 @@ def poll(what: str, deadline: float, probe, interval: float = POLL, hint: str | 
             value = probe()
             if value:
                 return value
+        except OperationFailed:
+            raise  # the probe knows that waiting cannot help
         except DcctlError as exc:
             last = exc.message
         except Exception as exc:  # psycopg errors while a server restarts
@@ -544,4 +546,10 @@ REJOIN: dict[str, Action] = {
     "record_generation": SWITCHOVER["record_generation"],
 }
 
-ACTIONS = {"switchover": SWITCHOVER, "failover": FAILOVER, "rejoin": REJOIN}
+def _drill_actions() -> dict[str, Action]:
+    from dcctl.drill.actions import DRILL
+
+    return DRILL
+
+
+ACTIONS = {"switchover": SWITCHOVER, "failover": FAILOVER, "rejoin": REJOIN, "drill": _drill_actions()}

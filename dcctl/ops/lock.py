@@ -77,6 +77,8 @@ class ServiceLock:
                 continue  # resuming our own operation
             if break_stale:
                 continue
+            if "-drill-" in owner.operation and "-drill-" in holder.operation and holder.stale():
+                continue  # a dead drill changed no role; the new drill removes its copy first
             stale = " It looks STALE (that process is gone); break it with --break-lock." if holder.stale() else \
                 " If that operation is dead, check it with `dcctl history`, then use --break-lock."
             raise RefusedError(f"service {self.service} is locked by {holder.describe()} at {where}.{stale}",

@@ -26,6 +26,8 @@ BUILTIN_STEPS: dict[str, tuple[str, ...]] = {
     "rejoin": ("preflight", "prepare", "stop_old_primary", "checkpoint_new_primary", "assess_divergence",
                "keep_diverged", "rewind", "configure_old_primary_as_standby", "start_old_primary",
                "wait_old_primary_streaming", "record_generation"),
+    "drill": ("preflight", "cleanup_leftovers", "copy_standby", "start_copy", "promote_copy", "verify", "cleanup",
+              "verdict"),
 }
 
 

@@ -34,6 +34,8 @@ def build_report(entries: list[dict[str, Any]]) -> dict[str, Any]:
         elif event == "halt":
             outcome = "halted"
             observed["halt_reason"] = entry.get("reason")
+    if header["kind"] == "drill" and outcome == "rolled_back":
+        outcome = "failed"  # a drill has no roles to roll back: it failed, and its copy was removed
     window = None
     if "writable_at" in observed:
         began = observed.get("writes_stopped_at", start if header["kind"] == "failover" else None)
@@ -53,7 +55,9 @@ def build_report(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 def data_loss_verdict(kind: str, outcome: str, observed: dict[str, Any], old: str | None = None,
                       new: str | None = None) -> str:
-    if outcome in ("rolled_back", "refused"):
+    if kind == "drill":
+        return "none: a drill works on a throwaway copy; production is untouched"
+    if outcome in ("rolled_back", "refused", "failed"):
         return "none: the roles did not change"
     if kind == "switchover":
         if "standby_replayed_lsn" in observed:
@@ -78,6 +82,12 @@ def write_report(journal: Journal) -> tuple[Path, Path]:
     md_path = journal.directory / "report.md"
     json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     md_path.write_text(markdown(report))
+    if report["kind"] == "drill":
+        from dcctl.drill.html import render_html
+
+        html_path = journal.directory / "report.html"
+        html_path.write_text(render_html(report))
+        return json_path, html_path
     return json_path, md_path
 
 

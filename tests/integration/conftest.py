@@ -15,7 +15,7 @@ if not os.path.exists("/usr/lib/postgresql/15/bin/initdb") and not os.environ.ge
     pytest.exit("PostgreSQL 15 server binaries are missing: run scripts/setup.sh", returncode=1)
 
 
-def free_port_block(count: int = 6) -> int:
+def free_port_block(count: int = 8) -> int:
     """A base port N with N..N+count-1 all free on 127.0.0.1."""
     for _ in range(200):
         base = random.randrange(20000, 60000)

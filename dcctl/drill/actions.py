@@ -1,0 +1,278 @@
+"""The non-disruptive drill: a throwaway copy of the standby, on a scratch port at the standby
+site, started, promoted, verified, timed and removed. Production is untouched: the standby
+keeps streaming, no role changes, and the copy never archives or connects anywhere."""
+from __future__ import annotations
+
+import posixpath
+import random
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import psycopg
+
+from dcctl.drill.verify import judge
+from dcctl.errors import DcctlError
+from dcctl.model import Role
+from dcctl.ops.engine import Action, OpContext, OperationFailed
+from dcctl.pg import standby_conf, tools
+from dcctl.status_report import replay_lag_seconds, replay_lag_bytes
+
+
+def site(ctx: OpContext) -> str:
+    return ctx.new_primary
+
+
+def scratch_root(ctx: OpContext) -> str:
+    return ctx.service.drill.scratch_dir or posixpath.join(ctx.service.sites[site(ctx)].state_dir, "drill")
+
+
+def scratch(ctx: OpContext) -> str:
+    return posixpath.join(scratch_root(ctx), ctx.op_id)
+
+
+def copy_dir(ctx: OpContext) -> str:
+    return posixpath.join(scratch(ctx), "pgdata")
+
+
+def connect_copy(ctx: OpContext, dbname: str | None = None) -> psycopg.Connection:
+    node = ctx.node(site(ctx))
+    return psycopg.connect(host=node.host, port=ctx.service.drill.port, user=node.user, dbname=dbname or node.dbname,
+                           passfile=node.passfile, connect_timeout=3, autocommit=True,
+                           application_name="dcctl drill")
+
+
+def preflight(ctx: OpContext) -> dict[str, Any]:
+    from dcctl.topology import gather_view
+
+    view = gather_view(ctx.config, ctx.service_name, ctx.service)
+    standby, primary = view.site(site(ctx)), view.site(ctx.old_primary)
+    node = ctx.node(site(ctx))
+    if _port_answers(node.host, ctx.service.drill.port):
+        raise OperationFailed(f"drill port {ctx.service.drill.port} on {node.host} (site {site(ctx)}) is already in "
+                              f"use", hint="a leftover copy? `dcctl drill --cleanup`; else set drill.port")
+    if standby.role is not Role.STANDBY:
+        raise OperationFailed(f"site {site(ctx)} is not a running standby ({standby.postgres_error or standby.role.value})"
+                              f": the backup site could not take over now")
+    observed: dict[str, Any] = {"drill_site": site(ctx), "standby_replay_lsn": standby.node.replay_lsn,
+                                "newest_replayed_commit_at": standby.node.last_replay_at.isoformat()
+                                if standby.node.last_replay_at else None,
+                                "primary_reachable": primary.role is Role.PRIMARY}
+    if primary.role is Role.PRIMARY:
+        lag = replay_lag_bytes(primary.node.current_lsn, standby.node.replay_lsn)
+        observed.update(primary_lsn=primary.node.current_lsn, rpo_bytes=lag,
+                        rpo_seconds=replay_lag_seconds(lag, standby.node))
+    return observed
+
+
+def _port_answers(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def cleanup_leftovers(ctx: OpContext) -> dict[str, Any]:
+    """Remove copies left by drills that were killed; each copy's postmaster is stopped first."""
+    transport, root = ctx.transport(site(ctx)), scratch_root(ctx)
+    listing = transport.run(["find", root, "-mindepth", "1", "-maxdepth", "1", "-type", "d"], timeout=60)
+    leftovers = [line for line in listing.stdout.splitlines() if line and line != scratch(ctx)] if listing.ok else []
+    for directory in leftovers:
+        remove_copy(ctx, directory)
+    return {"leftovers_removed": leftovers}
+
+
+def remove_copy(ctx: OpContext, directory: str) -> None:
+    assert directory.startswith(scratch_root(ctx) + "/")  # never remove anything outside the scratch area
+    transport = ctx.transport(site(ctx))
+    transport.run(tools.signal_stop(posixpath.join(directory, "pgdata"), "immediate", 60), timeout=70).check(
+        "stopping the drill copy")
+    transport.run(["rm", "-rf", "--", directory], timeout=600).check("removing the drill copy")
+
+
+def copy_standby(ctx: OpContext) -> dict[str, Any]:
+    node, transport = ctx.node(site(ctx)), ctx.transport(site(ctx))
+    transport.run(["mkdir", "-p", scratch(ctx)], timeout=30).check("creating the scratch directory")
+    source = tools.conninfo(host=node.host, port=node.port, user=node.replication_user,
+                            passfile=node.replication_passfile, application_name="dcctl drill")
+    started = time.monotonic()
+    transport.run(tools.pg_basebackup(node.bin_dir, copy_dir(ctx), source, None),
+                  timeout=ctx.service.drill.start_deadline * 10).check("pg_basebackup of the standby")
+    seconds = time.monotonic() - started
+    size = transport.run(["du", "-sb", copy_dir(ctx)], timeout=120)
+    copied = int(size.stdout.split()[0]) if size.ok else None
+    return {"copy_seconds": round(seconds, 3), "copy_bytes": copied}
+
+
+def start_copy(ctx: OpContext) -> dict[str, Any]:
+    # The copy must stay a private island: its own port and socket directory, no archiving (it
+    # would write into production's archive), no upstream, and standby.signal so that its
+    # promotion is the step we time.
+    node, transport, directory = ctx.node(site(ctx)), ctx.transport(site(ctx)), copy_dir(ctx)
+    auto_conf = posixpath.join(directory, "postgresql.auto.conf")
+    try:
+        current = transport.read_file(auto_conf).decode()
+    except DcctlError:
+        current = ""
+    settings = {"port": str(ctx.service.drill.port), "listen_addresses": node.host, "archive_mode": "off",
+                "primary_conninfo": "", "primary_slot_name": "", "restore_command": "",
+                "unix_socket_directories": "", "cluster_name": "dcctl-drill", "hot_standby": "on"}
+    transport.write_file(auto_conf, standby_conf.update_auto_conf(current, settings).encode(), mode=0o600)
+    transport.write_file(posixpath.join(directory, "standby.signal"), b"", mode=0o600)
+    started = time.monotonic()
+    log = posixpath.join(scratch(ctx), "postgresql.log")
+    transport.run(tools.pg_ctl_start_nowait(node.bin_dir, directory, log), timeout=60).check("starting the drill copy")
+
+    def accepting() -> bool:
+        try:
+            return _in_recovery(ctx) is True
+        except psycopg.Error:
+            if time.monotonic() - started > 0.5 and not transport.run(
+                    ["test", "-e", posixpath.join(directory, "postmaster.pid")], timeout=30).ok:
+                tail = transport.run(["tail", "-n", "5", log], timeout=30).stdout.strip()
+                raise StopPolling(f"the drill copy exited while starting: {tail}")
+            raise
+
+    wait(ctx, "the drill copy accepting connections", accepting)
+    return {"start_seconds": round(time.monotonic() - started, 3), "start_began_at": time.time() -
+            (time.monotonic() - started)}
+
+
+def _in_recovery(ctx: OpContext) -> bool:
+    with connect_copy(ctx) as conn:
+        return conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()[0]
+
+
+class StopPolling(OperationFailed):
+    """A failure that waiting longer cannot cure."""
+
+
+def wait(ctx: OpContext, what: str, probe) -> None:
+    from dcctl.ops.actions import poll
+
+    poll(what, ctx.service.drill.start_deadline, probe, interval=0.02,
+         hint=f"see {posixpath.join(scratch(ctx), 'postgresql.log')} at site {site(ctx)}")
+
+
+def promote_copy(ctx: OpContext) -> dict[str, Any]:
+    started = time.monotonic()
+    with connect_copy(ctx) as conn:
+        if conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()[0]:
+            conn.execute("SELECT pg_catalog.pg_promote(false)")
+    wait(ctx, "the drill copy accepting writes", lambda: _in_recovery(ctx) is False)
+    promote_seconds = time.monotonic() - started
+    rto = (ctx.observed.get("start_seconds") or 0) + promote_seconds
+    return {"promote_seconds": round(promote_seconds, 3), "rto_seconds": round(rto, 3), "ready_at": time.time()}
+
+
+def verify(ctx: OpContext) -> dict[str, Any]:
+    results = sql_results(ctx, lambda dbname: connect_copy(ctx, dbname)) + file_results(ctx)
+    return {"checks": results, "checks_failed": [r["name"] for r in results if not r["passed"]]}
+
+
+def sql_results(ctx: OpContext, connect) -> list[dict[str, Any]]:
+    primary_now = _primary_now(ctx)
+    results = []
+    for check in ctx.service.drill.sql_checks:
+        dbname = check.database or ctx.service.database or ctx.node(site(ctx)).dbname
+        started = time.monotonic()
+        try:
+            with connect(dbname) as conn:
+                row = conn.execute(check.query).fetchone()
+            passed, detail = judge(check, row[0] if row else None, primary_now)
+        except (psycopg.Error, DcctlError) as exc:
+            passed, detail = False, f"{check.name}: {str(exc).strip().splitlines()[0]}"
+        results.append({"name": check.name, "kind": "sql", "passed": passed, "detail": detail,
+                        "seconds": round(time.monotonic() - started, 3)})
+    return results
+
+
+def _primary_now(ctx: OpContext) -> datetime:
+    try:
+        return ctx.conn(ctx.old_primary).execute("SELECT pg_catalog.now() AS n").fetchone()["n"]
+    except (DcctlError, psycopg.Error):
+        return datetime.now(timezone.utc)
+
+
+def file_results(ctx: OpContext) -> list[dict[str, Any]]:
+    """A sample of each store's files, compared by SHA-256 between the primary's and this site's copy."""
+    results = []
+    here, there = ctx.service.sites[site(ctx)], ctx.service.sites[ctx.old_primary]
+    for store, primary_path in sorted(there.file_stores.items()):
+        local_path = here.file_stores.get(store)
+        if local_path is None:
+            continue
+        listing = ctx.transport(ctx.old_primary).run(["find", primary_path, "-type", "f", "-printf", "%P\\0"],
+                                                     timeout=600)
+        names = [n for n in listing.stdout.split("\0") if n] if listing.ok else []
+        sample = names if ctx.service.drill.file_sample == 0 else \
+            random.sample(names, min(len(names), ctx.service.drill.file_sample))
+        if not sample:
+            results.append({"name": f"files:{store}", "kind": "files", "passed": listing.ok,
+                            "detail": f"{store}: no files to compare" if listing.ok else
+                            f"{store}: cannot list {primary_path}: {listing.stderr.strip()}"})
+            continue
+        ours = _digests(ctx, site(ctx), local_path, sample)
+        theirs = _digests(ctx, ctx.old_primary, primary_path, sample)
+        differ = sorted(name for name in sample if ours.get(name) != theirs.get(name))
+        detail = f"{store}: {len(sample) - len(differ)} of {len(sample)} sampled files identical"
+        if differ:
+            detail += f"; differ or missing: {', '.join(differ[:10])}" + (" ..." if len(differ) > 10 else "")
+        results.append({"name": f"files:{store}", "kind": "files", "passed": not differ, "detail": detail})
+    return results
+
+
+def _digests(ctx: OpContext, at: str, root: str, names: list[str]) -> dict[str, str]:
+    result = ctx.transport(at).run(["sha256sum", "-z", "--", *[posixpath.join(root, n) for n in names]], timeout=3600)
+    digests = {}
+    for entry in result.stdout.split("\0"):
+        if entry:
+            digest, _, path = entry.partition("  ")
+            digests[posixpath.relpath(path, root)] = digest
+    return digests
+
+
+def verdict(ctx: OpContext) -> dict[str, Any]:
+    failed = ctx.observed.get("checks_failed") or []
+    if failed:
+        details = [c["detail"] for c in ctx.observed.get("checks", []) if not c["passed"]]
+        raise OperationFailed(f"drill verification failed: {'; '.join(details)}")
+    return {"verdict": "passed"}
+
+
+def cleanup(ctx: OpContext) -> dict[str, Any]:
+    started = time.monotonic()
+    if ctx.transport(site(ctx)).run(["test", "-d", scratch(ctx)], timeout=30).ok:
+        remove_copy(ctx, scratch(ctx))
+    ctx.transport(site(ctx)).run(["rmdir", "--ignore-fail-on-non-empty", "--", scratch_root(ctx)], timeout=30)
+    return {"cleanup_seconds": round(time.monotonic() - started, 3)}
+
+
+def undo_cleanup(ctx: OpContext) -> None:
+    cleanup(ctx)
+
+
+def _on_drill_site(ctx: OpContext) -> str:
+    return site(ctx)
+
+
+DRILL: dict[str, Action] = {
+    "preflight": Action(preflight, lambda c: f"{c.new_primary} must be a running standby; note its replay "
+                        f"position against the primary's (RPO)"),
+    "cleanup_leftovers": Action(cleanup_leftovers, lambda c: f"remove copies left in {scratch_root(c)} by "
+                                f"interrupted drills", _on_drill_site),
+    "copy_standby": Action(copy_standby, lambda c: f"pg_basebackup of the standby into {copy_dir(c)}",
+                           _on_drill_site, undo=undo_cleanup),
+    "start_copy": Action(start_copy, lambda c: f"start the copy on port {c.service.drill.port} (no archiving, no "
+                         f"upstream), as a standby", _on_drill_site, undo=undo_cleanup),
+    "promote_copy": Action(promote_copy, lambda c: "promote the copy; time to ready = start + promote (RTO)",
+                           _on_drill_site, undo=undo_cleanup),
+    "verify": Action(verify, lambda c: f"{len(c.service.drill.sql_checks)} SQL check(s) on the copy; file stores "
+                     f"sampled ({c.service.drill.file_sample or 'all'} files) against the primary's",
+                     _on_drill_site, undo=undo_cleanup),
+    "cleanup": Action(cleanup, lambda c: f"stop the copy and remove {scratch(c)}", _on_drill_site),
+    "verdict": Action(verdict, lambda c: "pass only if every check passed"),
+}
