@@ -67,7 +67,8 @@ def output_option(command):
 
 
 def _register() -> None:
-    from dcctl.cli import agent_cmd, check_cmd, config_cmd, drill_cmd, lab_cmd, ops_cmd, replication_cmd, status_cmd
+    from dcctl.cli import (agent_cmd, check_cmd, config_cmd, drill_cmd, install_cmd, lab_cmd, ops_cmd,
+                           replication_cmd, status_cmd)
 
     cli.add_command(status_cmd.status)
     cli.add_command(agent_cmd.agent)
@@ -76,7 +77,7 @@ def _register() -> None:
     cli.add_command(lab_cmd.lab)
     cli.add_command(replication_cmd.replication)
     for command in (ops_cmd.switchover, ops_cmd.failover, ops_cmd.rejoin, ops_cmd.resume, ops_cmd.history,
-                    ops_cmd.node, drill_cmd.drill):
+                    ops_cmd.node, drill_cmd.drill, install_cmd.install_units):
         cli.add_command(command)
 
 
