@@ -33,6 +33,7 @@ def check(ctx: Context, service_name: str | None, names: tuple[str, ...], list_c
     from dcctl.checks.catalog import Facts, run_checks
     from dcctl.checks.result import ordered, worst
     from dcctl.ops.generation import read_local
+    from dcctl.ops.journal import last_success
     from dcctl.topology import gather_view
 
     config = ctx.config
@@ -43,7 +44,8 @@ def check(ctx: Context, service_name: str | None, names: tuple[str, ...], list_c
         service = config.services[name]
         view = gather_view(config, name, service, with_disks=not names or "disk_free" in names)
         facts = Facts(view, service.thresholds, now=time.time(),
-                      recorded_generation=read_local(config.state_dir, name))
+                      recorded_generation=read_local(config.state_dir, name),
+                      last_drill_success=last_success(config.state_dir, "drill", name))
         results = ordered(run_checks(facts, list(names) or None))
         overall += results
         reports.append({"service": name, "status": worst(results).name,

@@ -102,3 +102,13 @@ def env(ctx: Context, directory: str) -> None:
         return
     click.echo(f"export DCCTL_CONFIG={shlex.quote(str(spec.config_path))}")
     click.echo(f"export DCCTL_LAB_DSN={shlex.quote(spec.app_dsn())}")
+
+
+@lab.command()
+@click.option("--dir", "directory", metavar="DIR", default="/tmp/dcctl-demo", show_default=True)
+@click.option("--base-port", type=click.IntRange(1024, 65000), default=DEFAULT_BASE_PORT, show_default=True)
+def demo(directory: str, base_port: int) -> None:
+    """The whole story: lab up, status, check, drills, a switchover round trip under load, lab down."""
+    from dcctl.lab.demo import run
+
+    run(directory, base_port)

@@ -240,11 +240,13 @@ def history(cli: Context, limit: int) -> None:
     from dcctl.cli.output import console
 
     table = Table(title="operations (newest first)", title_justify="left")
-    for column in ("operation", "kind", "outcome", "started", "took", "write window", "roles"):
-        table.add_column(column)
+    table.add_column("operation", no_wrap=True)
+    for column in ("kind", "outcome", "started", "took", "write window", "roles"):
+        table.add_column(column, overflow="fold")
     for r in rows:
         window = "-" if r["write_unavailability_seconds"] is None else f"{r['write_unavailability_seconds']:.3f} s"
-        table.add_row(r["operation"], r["kind"], r["outcome"], r["started_at"], f"{r['wall_seconds']:.2f} s", window,
+        table.add_row(r["operation"], r["kind"], r["outcome"], r["started_at"][:19].replace("T", " "),
+                      f"{r['wall_seconds']:.2f} s", window,
                       f"{r['old_primary']} -> {r['new_primary']}")
     console().print(table)
 

@@ -110,4 +110,20 @@ def list_operations(state_dir: str | Path) -> list[tuple[str, JournalState]]:
             found.append((directory.name, JournalState.read(journal.entries())))
         except (ValueError, KeyError):
             continue
-    return found
+    return sorted(found, key=lambda item: item[1].header["ts"])
+
+
+def last_success(state_dir: str | Path, kind: str, service: str) -> float | None:
+    """When the newest successful operation of this kind for this service finished (epoch seconds)."""
+    newest = None
+    base = operations_dir(state_dir)
+    if not base.exists():
+        return None
+    for directory in base.iterdir():
+        if f"-{kind}-" not in directory.name:
+            continue
+        entries = Journal(directory / "journal.jsonl").entries()
+        if entries and entries[0].get("service") == service and entries[-1].get("event") == "finish" \
+                and entries[-1].get("outcome") == "success":
+            newest = max(newest or 0.0, entries[-1]["ts"])
+    return newest
