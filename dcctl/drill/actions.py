@@ -99,7 +99,9 @@ def copy_standby(ctx: OpContext) -> dict[str, Any]:
     source = tools.conninfo(host=node.host, port=node.port, user=node.replication_user,
                             passfile=node.replication_passfile, application_name="dcctl drill")
     started = time.monotonic()
-    transport.run(tools.pg_basebackup(node.bin_dir, copy_dir(ctx), source, None),
+    # A throwaway copy needs no durability: flushing it (here, and again when it starts with fsync
+    # on) is what slows the production writer's commits on a shared disk (docs/benchmarks.md).
+    transport.run(tools.pg_basebackup(node.bin_dir, copy_dir(ctx), source, None, sync=False),
                   timeout=ctx.service.drill.start_deadline * 10).check("pg_basebackup of the standby")
     seconds = time.monotonic() - started
     size = transport.run(["du", "-sb", copy_dir(ctx)], timeout=120)
@@ -119,7 +121,8 @@ def start_copy(ctx: OpContext) -> dict[str, Any]:
         current = ""
     settings = {"port": str(ctx.service.drill.port), "listen_addresses": node.host, "archive_mode": "off",
                 "primary_conninfo": "", "primary_slot_name": "", "restore_command": "",
-                "unix_socket_directories": "", "cluster_name": "dcctl-drill", "hot_standby": "on"}
+                "unix_socket_directories": "", "cluster_name": "dcctl-drill", "hot_standby": "on",
+                "fsync": "off"}
     transport.write_file(auto_conf, standby_conf.update_auto_conf(current, settings).encode(), mode=0o600)
     transport.write_file(posixpath.join(directory, "standby.signal"), b"", mode=0o600)
     started = time.monotonic()

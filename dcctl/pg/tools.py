@@ -25,11 +25,13 @@ def initdb(bin_dir: str, data_dir: str, superuser: str, pwfile: str) -> list[str
             "--auth-local=peer", "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"]
 
 
-def pg_basebackup(bin_dir: str, data_dir: str, conninfo: str, slot: str | None) -> list[str]:
+def pg_basebackup(bin_dir: str, data_dir: str, conninfo: str, slot: str | None, *, sync: bool = True) -> list[str]:
     argv = [_bin(bin_dir, "pg_basebackup"), "-D", data_dir, "-d", conninfo, "-X", "stream",
             "--checkpoint=fast", "--no-password", "--progress"]
     if slot:
         argv += ["-S", slot]
+    if not sync:
+        argv.append("--no-sync")
     return argv
 
 
