@@ -28,6 +28,7 @@ class ControlData:
     wal_log_hints: bool
     checksums: bool
     raw: dict[str, str]
+    wal_segment_size: int = 16 * 1024 * 1024
 
     @property
     def cleanly_shut_down(self) -> bool:
@@ -55,6 +56,7 @@ def parse_controldata(text: str) -> ControlData:
             wal_log_hints=raw.get("wal_log_hints setting") == "on",
             checksums=raw.get("Data page checksum version", "0") != "0",
             raw=raw,
+            wal_segment_size=int(raw.get("Bytes per WAL segment", 16 * 1024 * 1024)),
         )
     except (KeyError, ValueError) as exc:
         raise ValueError(f"unexpected pg_controldata output (missing {exc})") from None

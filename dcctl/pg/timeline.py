@@ -83,3 +83,37 @@ def summarize_waldump(output: str) -> Divergence:
             elif desc.startswith("ABORT"):
                 touched.pop(xid, None)
     return summary
+
+
+def wal_segment_name(timeline: int, lsn: str, segment_size: int = 16 * 1024 * 1024) -> str:
+    """The WAL file that holds `lsn` on `timeline`.
+
+    >>> wal_segment_name(3, "0/304A7B8")
+    '000000030000000000000003'
+    >>> wal_segment_name(1, "1/A0000000")
+    '0000000100000001000000A0'
+    """
+    from dcctl.pg.lsn import parse_lsn
+
+    segno = parse_lsn(lsn) // segment_size
+    per_id = 0x100000000 // segment_size
+    return f"{timeline:08X}{segno // per_id:08X}{segno % per_id:08X}"
+
+
+def waldump_trouble(stderr: str, start: str) -> str | None:
+    """None when pg_waldump stopped where the WAL ends (or found nothing after `start`);
+    otherwise what went wrong, which makes any count from it untrustworthy.
+
+    >>> waldump_trouble("pg_waldump: error: error in WAL record at 0/5000140: invalid record length at 0/5000178: wanted 24, got 0", "0/5000060") is None
+    True
+    >>> waldump_trouble("pg_waldump: error: could not find a valid record after 0/5000060", "0/5000060") is None
+    True
+    >>> waldump_trouble("pg_waldump: error: could not read file x: header specifies 0 bytes", "0/5000060")
+    'pg_waldump: error: could not read file x: header specifies 0 bytes'
+    """
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    for line in lines:
+        if "error in WAL record at" in line or f"could not find a valid record after {start}" in line:
+            continue
+        return line
+    return None

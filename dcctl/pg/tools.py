@@ -55,16 +55,17 @@ def conninfo(**params: str | int | None) -> str:
 # Signal the postmaster named in postmaster.pid (after checking it is PostgreSQL) and wait,
 # polling every 10 ms, until postmaster.pid is gone: pg_ctl stop -w polls only every 100 ms.
 _SIGNAL_STOP = r'''
-data="$1"; sig="$2"; ticks="$3"; pidfile="$data/postmaster.pid"
+data="$1"; sig="$2"; ticks="$3"; reap="$4"; pidfile="$data/postmaster.pid"
 # A process that is gone or a zombie (killed, not yet reaped) has an empty cmdline.
 cmdline() { tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null; }
 [ -e "$pidfile" ] || { echo "not running"; exit 0; }
 pid=$(head -n 1 "$pidfile")
 cmd=$(cmdline "$pid")
 if [ -z "$cmd" ]; then
-  # Killed but not yet reaped: PostgreSQL refuses to start while that PID exists, so wait for it.
+  # Killed but not yet reaped: PostgreSQL refuses to start while that PID exists, so a stop that
+  # precedes a start waits for it (a fence does not: nothing starts there).
   i=0
-  while kill -0 "$pid" 2>/dev/null && [ "$i" -lt "$ticks" ]; do i=$((i + 1)); sleep 0.01; done
+  while [ "$reap" = 1 ] && kill -0 "$pid" 2>/dev/null && [ "$i" -lt "$ticks" ]; do i=$((i + 1)); sleep 0.01; done
   echo "not running (stale postmaster.pid)"; exit 0
 fi
 case "$cmd" in
@@ -83,8 +84,10 @@ echo "stopped"
 STOP_SIGNALS = {"smart": "TERM", "fast": "INT", "immediate": "QUIT"}
 
 
-def signal_stop(data_dir: str, mode: str, timeout: float) -> list[str]:
-    return ["sh", "-c", _SIGNAL_STOP, "dcctl-stop", data_dir, STOP_SIGNALS[mode], str(int(timeout * 100))]
+def signal_stop(data_dir: str, mode: str, timeout: float, wait_reaped: bool | None = None) -> list[str]:
+    reap = mode != "immediate" if wait_reaped is None else wait_reaped
+    return ["sh", "-c", _SIGNAL_STOP, "dcctl-stop", data_dir, STOP_SIGNALS[mode], str(int(timeout * 100)),
+            "1" if reap else "0"]
 
 
 def pg_ctl_start_nowait(bin_dir: str, data_dir: str, log_file: str) -> list[str]:
@@ -99,5 +102,8 @@ def pg_rewind(bin_dir: str, data_dir: str, source: str) -> list[str]:
     return [_bin(bin_dir, "pg_rewind"), "--target-pgdata", data_dir, "--source-server", source, "--progress"]
 
 
-def pg_waldump(bin_dir: str, wal_dir: str, timeline: int, start: str) -> list[str]:
-    return [_bin(bin_dir, "pg_waldump"), "--path", wal_dir, "--timeline", str(timeline), "--start", start]
+def pg_waldump(bin_dir: str, wal_dir: str, timeline: int, start: str, start_segment: str) -> list[str]:
+    # The start segment is named explicitly: otherwise pg_waldump takes the segment size from
+    # whichever file it opens first, and a zero-filled pre-allocated segment makes it fail.
+    return [_bin(bin_dir, "pg_waldump"), "--path", wal_dir, "--timeline", str(timeline), "--start", start,
+            start_segment]

@@ -25,6 +25,20 @@ def kill_postmaster(lab_, site):
     wait_for(lambda: not procs.alive(pid), what="the killed postmaster to be gone")
 
 
+def wait_reaped(pid):
+    """Until the killed postmaster's zombie is reaped: PostgreSQL will not start while its PID exists."""
+    import os
+
+    def gone():
+        try:
+            os.kill(pid, 0)
+            return False
+        except ProcessLookupError:
+            return True
+
+    wait_for(gone, timeout=30, what=f"pid {pid} to be reaped")
+
+
 def test_failover_fences_promotes_and_rejoin_counts_the_diverged_commits(local_lab):
     lab = local_lab
     config = str(lab.spec.config_path)
@@ -49,6 +63,7 @@ def test_failover_fences_promotes_and_rejoin_counts_the_diverged_commits(local_l
     assert (lab.spec.pgdata(old) / "standby.signal").exists()  # a restart behind dcctl's back stays read-only
 
     # Someone starts the old primary by hand anyway, as a primary, and it takes writes: divergence.
+    wait_reaped(int((lab.spec.pgdata(old) / "postmaster.pid").read_text().split()[0]))
     (lab.spec.pgdata(old) / "standby.signal").unlink()
     lab.start(old)
     with app_connect(lab, old) as conn:
