@@ -4,6 +4,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 class Role(str, enum.Enum):
@@ -74,6 +75,7 @@ class SiteStatus:
     postgres_error: str | None
     disks: tuple[DiskUsage, ...] = ()
     disk_error: str | None = None
+    filesync: Any = None  # dcctl.filesync.state.SyncStatus the site's agent last wrote, if any
 
     @property
     def postgres_up(self) -> bool:

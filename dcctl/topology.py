@@ -14,12 +14,13 @@ from dcctl.transport import Transport, open_transport
 
 
 def gather_view(config: Config, service_name: str, service: ServiceConfig, *, with_disks: bool = False) -> ServiceView:
-    """Probe both sites in parallel: transport (and, with_disks, one `df` there) and PostgreSQL."""
+    """Probe both sites in parallel: transport (and, with_disks, one `df` and the file-sync status
+    there) and PostgreSQL."""
     transports = {name: open_transport(name, site) for name, site in service.sites.items()}
     calls = {}
     for name, site in service.sites.items():
         if with_disks:
-            calls[(name, "transport")] = lambda t=transports[name], s=site: disk_usage(t, s)
+            calls[(name, "transport")] = lambda t=transports[name], s=site: site_volumes_and_sync(t, s, service_name)
         else:
             calls[(name, "transport")] = transports[name].connect
         calls[(name, "postgres")] = lambda site=site, name=name: probe_node(site.postgres, name)
@@ -35,7 +36,8 @@ def gather_view(config: Config, service_name: str, service: ServiceConfig, *, wi
             node=pg.value if pg.ok else None, postgres_error=_why(pg, config.site_timeout),
         )
         if with_disks and reach.ok:
-            status = replace(status, disks=reach.value)
+            disks, filesync = reach.value
+            status = replace(status, disks=disks, filesync=filesync)
         sites.append(status)
     for name, transport in transports.items():
         if outcomes[(name, "transport")].ok:
@@ -47,6 +49,19 @@ def disk_usage(transport: Transport, site: SiteConfig) -> tuple[DiskUsage, ...]:
     volumes = site_volumes(site)
     result = transport.run(df_argv([path for _, path in volumes]), timeout=10)
     return parse_df(result.stdout, result.stderr, volumes)
+
+
+def site_volumes_and_sync(transport: Transport, site: SiteConfig, service: str):
+    """One df at the site and, when it has file stores, the file-sync status its agent wrote there."""
+    disks = disk_usage(transport, site)
+    if not site.file_stores:
+        return disks, None
+    from dcctl.filesync.engine import read_status
+
+    try:
+        return disks, read_status(transport, site.state_dir, service)
+    except DcctlError:
+        return disks, None
 
 
 def _why(outcome: Outcome, deadline: float) -> str | None:

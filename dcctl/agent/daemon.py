@@ -36,11 +36,10 @@ class Agent:
         now = time.time()
         return [task.health(now) for task in self.tasks]
 
-    def collect_once(self) -> bytes:
-        """Run every task once in this thread and return what /metrics would serve."""
-        for task in self.tasks:
-            task.run_once()
-        return generate_latest(self.registry)
+    def collect_once(self) -> tuple[bool, bytes]:
+        """Run every task once in this thread: (all succeeded, what /metrics would serve)."""
+        ok = all([task.run_once() for task in self.tasks])
+        return ok, generate_latest(self.registry)
 
     def bind(self) -> AgentServer:
         settings = self.setup.agent

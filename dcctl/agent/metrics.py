@@ -36,6 +36,7 @@ class Sample:
 
 COLLECTOR = ("collector", "service")
 NODE = ("service", "site")
+STORE = ("service", "site", "store")  # file sync: site is the pushing site (this agent's)
 
 _SPECS = [
     # --- the agent's own background work, one series per collector and service --------------
@@ -99,6 +100,47 @@ _SPECS = [
     MetricSpec("dcctl_check_status", "gauge",
                "Worst result of each check of `dcctl check`, by result name: 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN",
                ("service", "check")),
+    # --- drills, from the drill records in the state directory (dcctl/agent/drills.py) ---------
+    MetricSpec("dcctl_drill_last_run_timestamp_seconds", "gauge",
+               "Unix time the last drill of the service ended (whatever its outcome)", ("service",)),
+    MetricSpec("dcctl_drill_last_success_timestamp_seconds", "gauge",
+               "Unix time the last successful drill ended; alert on time() - this", ("service",)),
+    MetricSpec("dcctl_drill_last_succeeded", "gauge", "1 if the last drill passed, 0 if it failed", ("service",)),
+    MetricSpec("dcctl_drill_last_duration_seconds", "gauge", "Wall time of the last drill", ("service",)),
+    MetricSpec("dcctl_drill_last_rto_seconds", "gauge",
+               "Time to ready the last drill measured (copy started and promoted; full drill: the write "
+               "pause of the switchover)", ("service",)),
+    MetricSpec("dcctl_drill_last_rpo_seconds", "gauge",
+               "Data freshness the last drill measured: seconds the standby was behind the primary", ("service",)),
+    # --- file sync, exported by each agent for its own site's stores (dcctl/filesync/task.py) ----
+    MetricSpec("dcctl_filesync_active", "gauge",
+               "1 if this site pushes the store to the other site now (it is the primary), else 0", STORE),
+    MetricSpec("dcctl_filesync_lag_seconds", "gauge",
+               "Pushing site: age of the oldest change not yet on the other site (0 when all is there)", STORE),
+    MetricSpec("dcctl_filesync_pending_files", "gauge",
+               "Pushing site: paths changed and not yet on the other site (deletions the guard holds back "
+               "included)", STORE),
+    MetricSpec("dcctl_filesync_blocked", "gauge",
+               "Pushing site: 1 if the mass-deletion guard refused a batch or reconciliation and waits for "
+               "`dcctl filesync run --allow-mass-delete`", STORE),
+    MetricSpec("dcctl_filesync_watched_directories", "gauge",
+               "Pushing site: directories of the store under an inotify watch", STORE),
+    MetricSpec("dcctl_filesync_last_batch_timestamp_seconds", "gauge",
+               "Pushing site: Unix time the last batch of changes was pushed", STORE),
+    MetricSpec("dcctl_filesync_last_reconcile_timestamp_seconds", "gauge",
+               "Pushing site: Unix time the last full reconciliation ended successfully", STORE),
+    MetricSpec("dcctl_filesync_synced_through_timestamp_seconds", "gauge",
+               "Pushing site: every change made before this Unix time is on the other site", STORE),
+    MetricSpec("dcctl_filesync_files_transferred_total", "counter",
+               "Files whose content this agent pushed to the other site", STORE),
+    MetricSpec("dcctl_filesync_bytes_transferred_total", "counter",
+               "Bytes of file content this agent pushed to the other site", STORE),
+    MetricSpec("dcctl_filesync_errors_total", "counter",
+               "File-sync failures by kind: rsync, peer_unreachable, mass_delete, missed_events (inotify "
+               "overflow), watch_limit, watch, receipt, internal", STORE + ("kind",)),
+    MetricSpec("dcctl_filesync_reconciliations_total", "counter",
+               "Full reconciliations that succeeded, by reason (agent start, interval, operator run, inotify "
+               "queue overflow ...)", STORE + ("reason",)),
 ]
 
 METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS}

@@ -11,7 +11,10 @@ from dcctl import __version__
 from dcctl.agent.metrics import Sample
 from dcctl.agent.setup import AgentSetup
 from dcctl.agent.status_metrics import StatusSnapshot, status_changes, status_samples
+from dcctl.agent.fencing import fence_if_stale
 from dcctl.checks.catalog import Facts, run_checks
+from dcctl.ops.generation import read_local
+from dcctl.ops.journal import last_success
 from dcctl.topology import gather_view
 
 
@@ -28,7 +31,11 @@ class StatusSource:
         config = self.setup.config
         service = config.services[self.service]
         view = gather_view(config, self.service, service, with_disks=True)
-        results = run_checks(Facts(view, service.thresholds, now=time.time()))
+        recorded = read_local(config.state_dir, self.service)
+        results = run_checks(Facts(view, service.thresholds, now=time.time(), recorded_generation=recorded,
+                                   last_drill_success=last_success(config.state_dir, "drill", self.service)))
+        if self.setup.agent.fence_stale_primary:
+            fence_if_stale(self.setup, self.service, view, recorded)
         return StatusSnapshot(view, tuple(results))
 
     def samples(self, snapshot: StatusSnapshot) -> list[Sample]:

@@ -18,8 +18,22 @@ def status_tasks(setup: AgentSetup) -> list[Task]:
     return [PeriodicCollector(StatusSource(setup, service)) for service in setup.services]
 
 
+def drill_tasks(setup: AgentSetup) -> list[Task]:
+    from dcctl.agent.drills import DrillSource
+
+    return [PeriodicCollector(DrillSource(setup, service)) for service in setup.services]
+
+
+def filesync_tasks(setup: AgentSetup) -> list[Task]:
+    from dcctl.filesync.task import filesync_tasks as build
+
+    return build(setup)
+
+
 FACTORIES: list[Callable[[AgentSetup], list[Task]]] = [
     status_tasks,
+    drill_tasks,
+    filesync_tasks,
 ]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from dcctl.checks import filesync
 from dcctl.checks.result import CheckResult, Status
 from dcctl.config.schema import Thresholds
 from dcctl.model import Role, ServiceView, SiteStatus
@@ -296,6 +297,7 @@ CATALOG: dict[str, tuple[Check, str]] = {
     "disk_free": (disk_free, "free space on data, WAL and file-store volumes"),
     "clock_skew": (clock_skew, "clock difference between the sites"),
     "drill_age": (drill_age, "age of the last successful drill"),
+    "filesync": (filesync.filesync, "file sync: lag (and the mass-deletion guard), backlog, last reconciliation"),
 }
 
 

@@ -8,6 +8,7 @@ import sys
 import click
 
 from dcctl.cli.main import Context
+from dcctl.errors import DcctlError
 
 
 @click.group()
@@ -19,7 +20,8 @@ def agent() -> None:
 @click.option("--site", required=True, metavar="SITE", help="The site this agent runs at (a site name from the config).")
 @click.option("-s", "--service", "service_name", metavar="NAME",
               help="Only this service [default: every service that has SITE].")
-@click.option("--once", is_flag=True, help="Collect once, print the metrics to stdout and exit (no server).")
+@click.option("--once", is_flag=True, help="Collect once, print the metrics to stdout and exit (no server); exit 1 "
+                                           "if a collection failed.")
 @click.pass_obj
 def run(ctx: Context, site: str, service_name: str | None, once: bool) -> None:
     """Serve /metrics and /healthz on the site's `agent.listen`.
@@ -35,8 +37,11 @@ def run(ctx: Context, site: str, service_name: str | None, once: bool) -> None:
     _setup_logging(ctx.verbose)
     agent_ = Agent(resolve(ctx.config, site, service_name))
     if once:
-        sys.stdout.buffer.write(agent_.collect_once())
+        ok, text = agent_.collect_once()
+        sys.stdout.buffer.write(text)
         sys.stdout.flush()
+        if not ok:
+            raise DcctlError("a collection failed; its error is logged above", hint="rerun with -v for the detail")
         return
     run_until_signalled(agent_)
 

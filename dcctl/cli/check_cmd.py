@@ -42,7 +42,7 @@ def check(ctx: Context, service_name: str | None, names: tuple[str, ...], list_c
     overall = []
     for name in service_names:
         service = config.services[name]
-        view = gather_view(config, name, service, with_disks=not names or "disk_free" in names)
+        view = gather_view(config, name, service, with_disks=not names or bool({"disk_free", "filesync"} & set(names)))
         facts = Facts(view, service.thresholds, now=time.time(),
                       recorded_generation=read_local(config.state_dir, name),
                       last_drill_success=last_success(config.state_dir, "drill", name))

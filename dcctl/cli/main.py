@@ -2,6 +2,7 @@
 expected failure becomes a line on stderr and an exit code."""
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
@@ -76,6 +77,7 @@ def _register() -> None:
     cli.add_command(config_cmd.config)
     cli.add_command(lab_cmd.lab)
     cli.add_command(replication_cmd.replication)
+    cli.add_command(importlib.import_module("dcctl.cli.filesync_cmd").filesync)
     for command in (ops_cmd.switchover, ops_cmd.failover, ops_cmd.rejoin, ops_cmd.resume, ops_cmd.history,
                     ops_cmd.node, drill_cmd.drill, install_cmd.install_units):
         cli.add_command(command)

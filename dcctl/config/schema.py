@@ -83,6 +83,9 @@ class PostgresConfig:
 class AgentConfig:
     listen: str = key("127.0.0.1:9640", help="host:port the agent serves /metrics and /healthz on",
                       expect="host:port")
+    fence_stale_primary: bool = key(True, help="stop this site's PostgreSQL (immediate) when it runs as a primary "
+                                               "on an older generation than the other site's: it was failed over "
+                                               "and must be rejoined, never written to")
     interval: float = key(15.0, help="seconds between two background collections; a scrape only reads the last "
                                      "one", min=1, max=3600)
     tls_cert_file: str | None = key(None, help="PEM certificate (chain) to serve HTTPS with; needs tls_key_file",
@@ -153,8 +156,9 @@ class SiteConfig:
                                                                expect="a mapping with type: local or ssh")
     postgres: PostgresConfig = key(help="the PostgreSQL node of the service at this site")
     file_stores: dict[str, str] = key({}, help="file stores at this site: name -> directory", expect="a path")
-    state_dir: str = key("/var/lib/dcctl", help="directory AT THIS SITE where dcctl records the generation and "
-                                               "its operation lock", expect="a path")
+    state_dir: str = key("/var/lib/dcctl", help="directory AT THIS SITE where dcctl records the generation, "
+                                               "its operation lock and file-sync state (holding area, "
+                                               "quarantine)", expect="a path")
     fence_command: str | None = key(None, help="shell command run where dcctl runs to fence this site when it is "
                                                "unreachable in a failover (e.g. cut its power or network); exit 0 "
                                                "means fenced")
@@ -177,6 +181,47 @@ class Thresholds:
     clock_skew_warn_seconds: float = key(1.0, help="clock difference between the sites that raises WARN", min=0)
     clock_skew_crit_seconds: float = key(10.0, help="clock difference between the sites that raises CRIT", min=0)
     drill_max_age_days: float = key(8.0, help="age of the last successful drill that raises WARN", min=0)
+    filesync_lag_warn_seconds: float = key(60.0, help="file sync lag (age of the oldest change not yet on the "
+                                                      "standby) that raises WARN", min=0)
+    filesync_lag_crit_seconds: float = key(600.0, help="file sync lag that raises CRIT", min=0)
+    filesync_backlog_warn: int = key(10000, help="files waiting to be synced that raise WARN", min=0)
+    filesync_backlog_crit: int = key(100000, help="files waiting to be synced that raise CRIT", min=0)
+    filesync_reconcile_age_warn_seconds: float = key(3600.0, help="age of the last full file-store "
+                                                                  "reconciliation that raises WARN", min=0)
+    filesync_reconcile_age_crit_seconds: float = key(6 * 3600.0, help="age of the last full reconciliation "
+                                                                      "that raises CRIT", min=0)
+
+
+@dataclass(frozen=True)
+class FileSyncConfig:
+    """How the primary site's agent mirrors the file stores to the standby site (docs/filesync.md)."""
+
+    batch_window: float = key(0.02, help="seconds events are collected, from the first one, before a batch is "
+                                         "pushed", min=0, max=60)
+    max_batch_files: int = key(5000, help="most paths one batch (one rsync) carries", min=1, max=1000000)
+    reconcile_interval: float = key(600.0, help="seconds between two full reconciliations (one also runs when "
+                                                "the agent starts and when events may have been missed)",
+                                    min=10, max=7 * 86400)
+    role_check_interval: float = key(2.0, help="seconds between the agent's checks of which site is primary "
+                                               "(the primary pushes)", min=0.2, max=600)
+    holding_retention_days: float = key(30.0, help="days files replaced or deleted by sync are kept in the "
+                                                   "receiving site's holding area", min=0)
+    mass_delete_share: float = key(0.10, help="share of the receiving store that one batch or reconciliation may "
+                                              "delete; more is refused until `dcctl filesync run "
+                                              "--allow-mass-delete`", min=0, max=1)
+    mass_delete_floor: int = key(10, help="deletions up to this count are never a mass deletion (in a tiny store "
+                                          "a single delete exceeds the share)", min=0)
+    rsync_path: str = key("rsync", help="the rsync program at both sites (e.g. 'sudo -n rsync' on the receiving "
+                                        "site keeps owners when the SSH user is not root)")
+    io_timeout: float = key(60.0, help="seconds rsync may wait for the other side before it gives up "
+                                       "(rsync --timeout)", min=1, max=86400)
+    reconcile_timeout: float = key(86400.0, help="seconds one full reconciliation may run", min=10, max=7 * 86400)
+    ssh_control_persist: float = key(300.0, help="seconds an idle SSH connection to the other site is kept open "
+                                                 "for the next batch", min=1, max=86400)
+    receipt_interval: float = key(5.0, help="seconds between two records of 'synced up to' on the receiving site "
+                                            "(what a failover reports)", min=0.1, max=3600)
+    max_pending: int = key(200000, help="paths waiting beyond which the agent drops them and runs a full "
+                                        "reconciliation instead (bounds its memory)", min=100)
 
 
 @dataclass(frozen=True)
@@ -187,6 +232,7 @@ class ServiceConfig:
     hooks: dict[str, list[HookConfig]] = key({}, help="hook point name (e.g. before_switch, after_promote) -> "
                                                       "commands", expect="a list of hooks")
     operation: OperationConfig = key(OperationConfig(), help="deadlines and retries of operations")
+    filesync: FileSyncConfig = key(FileSyncConfig(), help="continuous file-store sync from the primary site")
     drill: DrillConfig = key(DrillConfig(), help="what a drill copies, where, and how it verifies")
 
 

@@ -40,7 +40,8 @@ hot_standby = on
 max_wal_senders = 10
 max_replication_slots = 10
 wal_log_hints = on
-wal_keep_size = 512MB
+wal_keep_size = 128MB
+wal_recycle = off
 hot_standby_feedback = on
 wal_receiver_status_interval = 1s
 shared_buffers = 32MB
@@ -266,7 +267,9 @@ class Lab:
 
         spec = self.spec
         spec.ssh_dir.mkdir(exist_ok=True)
-        ensure_client_key(spec.ssh_dir)
+        key = ensure_client_key(spec.ssh_dir)
+        # File sync runs rsync -e ssh at a site as the site's user, with this key: it must be theirs.
+        os.chown(key, self.user.pw_uid, self.user.pw_gid)
         entries = []
         for site, sshd in self.sshds().items():
             self.progress(f"sshd for site {site} on 127.0.0.1:{spec.sshd_port(site)}")

@@ -15,7 +15,7 @@ from dcctl.ops.preflight import failover_refusals, rejoin_refusals, switchover_r
 from dcctl.pg import control, standby_conf, tools
 from dcctl.pg.controldata import ControlData, parse_controldata
 from dcctl.pg.lsn import parse_lsn
-from dcctl.pg.timeline import fork_point, parse_history, summarize_waldump
+from dcctl.pg.timeline import fork_point, parse_history, summarize_waldump, wal_segment_name, waldump_trouble
 
 POLL = 0.005  # seconds between polls inside the write-unavailability window
 
@@ -114,13 +114,9 @@ def prepare(ctx: OpContext) -> dict[str, Any]:
     ctx.connect_with_retries(ctx.new_primary)
     if ctx.kind == "switchover":
         ctx.connect_with_retries(ctx.old_primary)
-        slot = slot_for(ctx, ctx.old_primary)
         # Created (reserving WAL) on the standby before promotion: once promoted, it keeps the WAL
         # the old primary needs to follow, and no slot creation is left inside the window.
-        ctx.conn(ctx.new_primary).execute(
-            "SELECT pg_catalog.pg_create_physical_replication_slot(%s, true) "
-            "WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = %s)", (slot, slot))
-        return {"return_slot": slot}
+        return {"return_slot": reserve_return_slot(ctx)}
     return {}
 
 
@@ -256,7 +252,19 @@ def preflight_failover(ctx: OpContext) -> dict[str, Any]:
 def prepare_failover(ctx: OpContext) -> dict[str, Any]:
     ctx.transport(ctx.new_primary).connect()
     ctx.connect_with_retries(ctx.new_primary)
+    if ctx.kind == "failover":
+        # Reserved before promotion, like switchover's return slot: the WAL from the fork on stays
+        # on the new primary until the old one is rejoined, or a later rejoin cannot stream.
+        return {"return_slot": reserve_return_slot(ctx)}
     return {}
+
+
+def reserve_return_slot(ctx: OpContext) -> str:
+    slot = slot_for(ctx, ctx.old_primary)
+    ctx.conn(ctx.new_primary).execute(
+        "SELECT pg_catalog.pg_create_physical_replication_slot(%s, true) "
+        "WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = %s)", (slot, slot))
+    return slot
 
 
 def fence_old_primary(ctx: OpContext) -> dict[str, Any]:
@@ -335,9 +343,25 @@ def assess_divergence(ctx: OpContext) -> dict[str, Any]:
         return {"fork_lsn": None, "diverged_commits": None,
                 "divergence": f"timeline {old_tli} is not in the primary's history: a re-clone is needed"}
     node = ctx.node(ctx.old_primary)
+    segment = wal_segment_name(old_tli, fork, controldata(ctx, ctx.old_primary).wal_segment_size)
+    wal_dir = posixpath.join(node.data_dir, "pg_wal")
+    listing = ctx.transport(ctx.old_primary).run(["ls", "-1", wal_dir], timeout=60)
+    listing.check(f"listing {wal_dir}")
+    later = [name for name in listing.stdout.split() if len(name) == 24 and name[:8] == segment[:8]
+             and name >= segment]
+    if not later:
+        # The old primary never wrote into the segment that holds the fork point, nor any after it.
+        return {"fork_lsn": fork, "fork_timeline": old_tli, "diverged_commits": 0, "diverged_tables": [],
+                "divergence": f"none: {ctx.old_primary} wrote no WAL after the fork at {fork} (timeline {old_tli})"}
     dump = ctx.transport(ctx.old_primary).run(
-        tools.pg_waldump(node.bin_dir, posixpath.join(node.data_dir, "pg_wal"), old_tli, fork),
+        tools.pg_waldump(node.bin_dir, posixpath.join(node.data_dir, "pg_wal"), old_tli, fork, segment),
         timeout=ctx.service.operation.rewind_deadline)
+    trouble = waldump_trouble(dump.stderr, fork)
+    if trouble:
+        # Never rewind on a count we cannot trust: the operator must know what will be discarded.
+        raise OperationFailed(f"cannot count what the rewind would discard on {ctx.old_primary}: {trouble}",
+                              hint="nothing was changed; keep the data directory (copy it aside) and inspect its "
+                                   "pg_wal, or re-clone with --allow-reclone after copying it")
     summary = summarize_waldump(dump.stdout)
     tables = relation_names(ctx, summary.relations)
     verdict = (f"{summary.commits} transaction(s) committed on {ctx.old_primary} after the fork at {fork} "
@@ -553,3 +577,7 @@ def _drill_actions() -> dict[str, Action]:
 
 
 ACTIONS = {"switchover": SWITCHOVER, "failover": FAILOVER, "rejoin": REJOIN, "drill": _drill_actions()}
+
+from dcctl.ops.filesync_actions import register as _register_filesync_steps  # noqa: E402
+
+_register_filesync_steps(SWITCHOVER, FAILOVER, REJOIN)

@@ -20,12 +20,14 @@ SHIPPED_DIR = Path(__file__).resolve().parents[2] / "playbooks"
 
 BUILTIN_STEPS: dict[str, tuple[str, ...]] = {
     "switchover": ("preflight", "prepare", "checkpoint_primary", "stop_primary", "read_shutdown_checkpoint",
-                   "wait_replayed", "promote", "wait_writable", "configure_old_primary_as_standby",
-                   "start_old_primary", "wait_old_primary_streaming", "record_generation"),
-    "failover": ("preflight", "prepare", "fence_old_primary", "promote", "wait_writable", "record_generation"),
+                   "final_file_sync", "wait_replayed", "promote", "wait_writable",
+                   "configure_old_primary_as_standby", "start_old_primary", "wait_old_primary_streaming",
+                   "record_generation"),
+    "failover": ("preflight", "prepare", "record_file_sync", "fence_old_primary", "promote", "wait_writable",
+                 "record_generation"),
     "rejoin": ("preflight", "prepare", "stop_old_primary", "checkpoint_new_primary", "assess_divergence",
-               "keep_diverged", "rewind", "configure_old_primary_as_standby", "start_old_primary",
-               "wait_old_primary_streaming", "record_generation"),
+               "keep_diverged", "quarantine_files", "rewind", "configure_old_primary_as_standby",
+               "start_old_primary", "wait_old_primary_streaming", "record_generation", "resync_files"),
     "drill": ("preflight", "cleanup_leftovers", "copy_standby", "start_copy", "promote_copy", "verify", "cleanup",
               "verdict"),
 }

@@ -6,7 +6,7 @@ from tests.integration.conftest import (app_connect, check_json, config_variant,
                                         ssh_lab, wait_for)
 
 pytestmark = pytest.mark.lab
-ALL_BUT_DRILL = [name for name in CATALOG if name != "drill_age"]
+ALL_BUT_DRILL = [name for name in CATALOG if name not in ("drill_age", "filesync")]  # no drill, no agent yet
 
 
 def test_a_healthy_lab_passes_every_check_but_the_missing_drill(local_lab):
@@ -16,7 +16,7 @@ def test_a_healthy_lab_passes_every_check_but_the_missing_drill(local_lab):
                                            "replication_lag_bytes", "replication_lag_seconds", "replication_slots",
                                            "timeline_consistent", "failover_readiness", "disk_free", "clock_skew"}
     rc, checks = check_json(str(local_lab.spec.config_path))
-    assert rc == 3 and [c["name"] for c in checks if c["status"] != "OK"] == ["drill_age"]
+    assert rc == 3 and [c["name"] for c in checks if c["status"] != "OK"] == ["drill_age", "filesync_lag"]
 
 
 def test_standby_stopped_is_crit_and_names_the_node(local_lab):

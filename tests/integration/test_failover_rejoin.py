@@ -69,7 +69,13 @@ def test_failover_fences_promotes_and_rejoin_counts_the_diverged_commits(local_l
     with app_connect(lab, old) as conn:
         for i in range(7):
             conn.execute("INSERT INTO diverge VALUES (%s, 'lost on the old primary')", (1000 + i,))
-    kill_postmaster(lab, old)
+
+    # Its agent sees a primary on an older generation: it alarms, and stops it.
+    running = lab.running(old)
+    once = dcctl("agent", "run", "--site", old, "--once", config=config, check=False)
+    assert f'dcctl_check_status{{check="generation",service="massar"}} 2.0' in once.stdout, once.stdout[-2000:]
+    assert "STALE PRIMARY" in once.stderr
+    wait_for(lambda: not procs.alive(running), what="the stale primary to be stopped by its agent")
 
     rejoin = dcctl("--yes", "-o", "json", "rejoin", "--site", old, "--keep-diverged", config=config)
     report = json.loads(rejoin.stdout)
