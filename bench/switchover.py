@@ -131,7 +131,7 @@ def one_switchover(lab: Lab, writer: Writer, index: int) -> dict:
 
 
 def bench_transport(transport: str, args) -> dict:
-    root = Path(tempfile.mkdtemp(prefix=f"dcctl-bench-switchover-{transport}-", dir="/tmp"))
+    root = Path(tempfile.mkdtemp(prefix=f"dcb-so-{transport}-", dir="/tmp"))
     root.chmod(0o755)
     directory = root / "lab"
     out: dict = {"transport": transport, "runs": []}

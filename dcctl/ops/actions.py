@@ -109,6 +109,7 @@ def preflight_switchover(ctx: OpContext) -> dict[str, Any]:
 
 def prepare(ctx: OpContext) -> dict[str, Any]:
     """Everything the window needs, opened before it starts: sessions, connections, the return slot."""
+    check_filesync_paths(ctx)
     for site in (ctx.old_primary, ctx.new_primary):
         ctx.transport(site).connect()
     ctx.connect_with_retries(ctx.new_primary)
@@ -118,6 +119,17 @@ def prepare(ctx: OpContext) -> dict[str, Any]:
         # the old primary needs to follow, and no slot creation is left inside the window.
         return {"return_slot": reserve_return_slot(ctx)}
     return {}
+
+
+def check_filesync_paths(ctx: OpContext) -> None:
+    """A file-sync setting that cannot work must stop the switchover before writes stop, not in
+    its final sync (the SSH control socket path has a length limit)."""
+    from dcctl.filesync.layout import control_path
+
+    for site in (ctx.old_primary, ctx.new_primary):
+        peer = ctx.new_primary if site == ctx.old_primary else ctx.old_primary
+        if ctx.service.sites[site].file_stores:
+            control_path(ctx.service.sites[site].state_dir, ctx.service_name, peer, "op")
 
 
 def checkpoint_primary(ctx: OpContext) -> dict[str, Any]:
@@ -354,7 +366,7 @@ def assess_divergence(ctx: OpContext) -> dict[str, Any]:
         return {"fork_lsn": fork, "fork_timeline": old_tli, "diverged_commits": 0, "diverged_tables": [],
                 "divergence": f"none: {ctx.old_primary} wrote no WAL after the fork at {fork} (timeline {old_tli})"}
     dump = ctx.transport(ctx.old_primary).run(
-        tools.pg_waldump(node.bin_dir, posixpath.join(node.data_dir, "pg_wal"), old_tli, fork, segment),
+        tools.pg_waldump(node.bin_dir, wal_dir, old_tli, fork, segment, max(later)),
         timeout=ctx.service.operation.rewind_deadline)
     trouble = waldump_trouble(dump.stderr, fork)
     if trouble:

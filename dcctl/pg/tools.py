@@ -102,8 +102,10 @@ def pg_rewind(bin_dir: str, data_dir: str, source: str) -> list[str]:
     return [_bin(bin_dir, "pg_rewind"), "--target-pgdata", data_dir, "--source-server", source, "--progress"]
 
 
-def pg_waldump(bin_dir: str, wal_dir: str, timeline: int, start: str, start_segment: str) -> list[str]:
-    # The start segment is named explicitly: otherwise pg_waldump takes the segment size from
-    # whichever file it opens first, and a zero-filled pre-allocated segment makes it fail.
+def pg_waldump(bin_dir: str, wal_dir: str, timeline: int, start: str, start_segment: str,
+               end_segment: str) -> list[str]:
+    # Both segments are named: without a start segment pg_waldump takes the segment size from
+    # whichever file it opens first (a zero-filled pre-allocated one makes it fail), and given a
+    # start segment alone it stops at that segment's end.
     return [_bin(bin_dir, "pg_waldump"), "--path", wal_dir, "--timeline", str(timeline), "--start", start,
-            start_segment]
+            start_segment, end_segment]

@@ -69,6 +69,8 @@ def test_failover_fences_promotes_and_rejoin_counts_the_diverged_commits(local_l
     with app_connect(lab, old) as conn:
         for i in range(7):
             conn.execute("INSERT INTO diverge VALUES (%s, 'lost on the old primary')", (1000 + i,))
+            if i == 3:
+                conn.execute("SELECT pg_switch_wal()")  # the diverged commits span two WAL segments
 
     # Its agent sees a primary on an older generation: it alarms, and stops it.
     running = lab.running(old)
