@@ -146,6 +146,9 @@ class DrillConfig:
     sql_checks: list[SqlCheckConfig] = key([], help="verification queries run on the promoted copy (or, in a full "
                                                     "drill, on the new primary)", expect="a list of checks")
     file_sample: int = key(20, help="files per store compared by checksum between the sites (0: all)", min=0)
+    max_rate_mb: int = key(64, help="MB/s the copy may read from the standby (pg_basebackup --max-rate; 0: no "
+                                    "limit); the copy also runs at the lowest CPU priority, so that the drill "
+                                    "stays out of production's way", min=0, max=100000)
     dwell_seconds: float = key(0.0, help="full drill: seconds to stay on the backup site before switching back",
                                min=0, max=86400)
 

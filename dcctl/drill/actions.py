@@ -101,7 +101,9 @@ def copy_standby(ctx: OpContext) -> dict[str, Any]:
     started = time.monotonic()
     # A throwaway copy needs no durability: flushing it (here, and again when it starts with fsync
     # on) is what slows the production writer's commits on a shared disk (docs/benchmarks.md).
-    transport.run(tools.pg_basebackup(node.bin_dir, copy_dir(ctx), source, None, sync=False),
+    copy = tools.pg_basebackup(node.bin_dir, copy_dir(ctx), source, None, sync=False,
+                               max_rate_mb=ctx.service.drill.max_rate_mb)
+    transport.run(["nice", "-n", "19", *copy],
                   timeout=ctx.service.drill.start_deadline * 10).check("pg_basebackup of the standby")
     seconds = time.monotonic() - started
     size = transport.run(["du", "-sb", copy_dir(ctx)], timeout=120)

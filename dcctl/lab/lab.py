@@ -42,6 +42,7 @@ max_replication_slots = 10
 wal_log_hints = on
 wal_keep_size = 128MB
 wal_recycle = off
+max_wal_size = 256MB
 hot_standby_feedback = on
 wal_receiver_status_interval = 1s
 shared_buffers = 32MB

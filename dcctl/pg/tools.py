@@ -25,13 +25,16 @@ def initdb(bin_dir: str, data_dir: str, superuser: str, pwfile: str) -> list[str
             "--auth-local=peer", "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"]
 
 
-def pg_basebackup(bin_dir: str, data_dir: str, conninfo: str, slot: str | None, *, sync: bool = True) -> list[str]:
+def pg_basebackup(bin_dir: str, data_dir: str, conninfo: str, slot: str | None, *, sync: bool = True,
+                  max_rate_mb: int = 0) -> list[str]:
     argv = [_bin(bin_dir, "pg_basebackup"), "-D", data_dir, "-d", conninfo, "-X", "stream",
             "--checkpoint=fast", "--no-password", "--progress"]
     if slot:
         argv += ["-S", slot]
     if not sync:
         argv.append("--no-sync")
+    if max_rate_mb:
+        argv.append(f"--max-rate={max_rate_mb}M")
     return argv
 
 
