@@ -16,7 +16,6 @@ import http.client
 import json
 import os
 import platform
-import random
 import ssl
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from dcctl.lab import procs  # noqa: E402
+from dcctl.lab.procs import free_port_block  # noqa: F401  (shared by the scripts)
 from dcctl.lab.agents import AgentProcess  # noqa: E402
 from dcctl.lab.faults import Tarpit  # noqa: E402
 from dcctl.lab.lab import Lab, lab_down  # noqa: E402
@@ -41,12 +40,6 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
-def free_port_block(count: int = 6) -> int:
-    for _ in range(200):
-        base = random.randrange(20000, 60000)
-        if all(procs.port_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free block of ports on 127.0.0.1")
 
 
 def free_port() -> int:

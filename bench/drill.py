@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import re
 import statistics
 import subprocess
@@ -54,6 +53,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from status import machine  # noqa: E402
 
 from dcctl.lab import procs  # noqa: E402
+from dcctl.lab.procs import free_port_block  # noqa: F401  (shared by the scripts)
 from dcctl.lab.lab import Lab, lab_down  # noqa: E402
 from dcctl.lab.layout import APP_DATABASE, PRIMARY_SITE, STANDBY_SITE, SUPERUSER  # noqa: E402
 from dcctl.lab.writer import Writer  # noqa: E402
@@ -69,13 +69,6 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def free_port_block(count: int = 8) -> int:
-    """A base port N with N..N+count-1 free on 127.0.0.1 (the lab uses N..N+1, the drill copy N+6)."""
-    for _ in range(200):
-        base = random.randrange(20000, 60000)
-        if all(procs.port_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free block of ports on 127.0.0.1")
 
 
 def new_root(prefix: str) -> Path:
@@ -205,7 +198,6 @@ def one_drill(lab: Lab, baseline: dict, what: str) -> dict:
             step_times[entry["step"]] = [entry["ts"], None]
         elif entry["event"] in ("step_end", "step_fail"):
             step_times[entry["step"]][1] = entry["ts"]
-    first_start = min(t[0] for t in step_times.values())
     last_end = max(t[1] for t in step_times.values())
     observed = report["observed"]
     return {

@@ -199,7 +199,7 @@ def print_results(results: list[dict], args, started: datetime) -> None:
           f"{info['nproc']} CPUs, shared with other work)")
     print(f"writer:   {args.rate:g} tps target; {args.runs} failovers per transport, {args.between:g} s of writing "
           f"before each")
-    print(f"reaping:  " + ("this script is the lab's subreaper and reaps a killed postmaster at once (as systemd "
+    print("reaping:  " + ("this script is the lab's subreaper and reaps a killed postmaster at once (as systemd "
                            "would)" if args.reaper else "killed postmasters are left to PID 1 (--no-reaper)"))
     print()
     for r in results:

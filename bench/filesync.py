@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 import yaml  # noqa: E402
 from inotify_simple import INotify, flags  # noqa: E402
 
-from dcctl.lab import procs  # noqa: E402
+from dcctl.lab.procs import free_port_block  # noqa: F401  (shared by the scripts)
 from dcctl.lab.agents import AgentProcess  # noqa: E402
 from dcctl.lab.lab import Lab, lab_down  # noqa: E402
 
@@ -48,12 +48,6 @@ PYTHON = sys.executable
 WRITER_PYTHON = "/usr/bin/python3"  # the writers run as the lab user, who may not reach the venv (e.g. under /root)
 
 
-def free_port_block(count: int = 6) -> int:
-    for _ in range(200):
-        base = random.randrange(20000, 60000)
-        if all(procs.port_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free block of ports on 127.0.0.1")
 
 
 def say(text: str) -> None:

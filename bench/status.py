@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import statistics
 import subprocess
 import sys
@@ -27,18 +26,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from dcctl.config import load_config  # noqa: E402
-from dcctl.lab import procs  # noqa: E402
+from dcctl.lab.procs import free_port_block  # noqa: E402,F401  (re-exported to the other scripts)
 from dcctl.lab.faults import Tarpit  # noqa: E402
 from dcctl.lab.lab import Lab, lab_down  # noqa: E402
 from dcctl.lab.layout import PRIMARY_SITE, STANDBY_SITE  # noqa: E402
 
 
-def free_port_block(count: int = 6) -> int:
-    for _ in range(200):
-        base = random.randrange(20000, 60000)
-        if all(procs.port_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free block of ports on 127.0.0.1")
 
 
 def timed(argv: list[str]) -> tuple[float, subprocess.CompletedProcess]:

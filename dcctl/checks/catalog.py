@@ -11,7 +11,7 @@ from typing import Callable
 from dcctl.checks import filesync
 from dcctl.checks.result import CheckResult, Status
 from dcctl.config.schema import Thresholds
-from dcctl.model import Role, ServiceView, SiteStatus
+from dcctl.model import ServiceView, SiteStatus
 from dcctl.ops.generation import Generation, stale_primaries
 from dcctl.status_report import replay_lag_bytes, replay_lag_seconds
 from dcctl.units import human_bytes

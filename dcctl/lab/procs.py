@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import time
 from pathlib import Path
@@ -78,3 +79,13 @@ def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
         if time.monotonic() >= end:
             return False
         time.sleep(interval)
+
+
+def free_port_block(count: int = 8) -> int:
+    """A base port N with N..N+count-1 free on 127.0.0.1: a lab uses N..N+6 (servers, sshds,
+    agents, the drill copy). For tests and benchmarks, which run several labs side by side."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000)
+        if all(port_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no free block of ports on 127.0.0.1")

@@ -1,6 +1,5 @@
 import json
 import os
-import random
 import subprocess
 import sys
 import time
@@ -8,20 +7,13 @@ import time
 import psycopg
 import pytest
 
-from dcctl.lab import procs
+from dcctl.lab.procs import free_port_block  # noqa: F401  (shared by the scripts)
 from dcctl.lab.lab import Lab, lab_down
 
 if not os.path.exists("/usr/lib/postgresql/15/bin/initdb") and not os.environ.get("DCCTL_PG_BIN"):
     pytest.exit("PostgreSQL 15 server binaries are missing: run scripts/setup.sh", returncode=1)
 
 
-def free_port_block(count: int = 8) -> int:
-    """A base port N with N..N+count-1 all free on 127.0.0.1."""
-    for _ in range(200):
-        base = random.randrange(20000, 60000)
-        if all(procs.port_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free block of ports")
 
 
 def dcctl(*args: str, config: str | None = None, check: bool = True, timeout: float = 120):
