@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from report import print_run_header, print_step_medians  # noqa: E402
 from status import free_port_block, machine  # noqa: E402
 from switchover import cli_json, other, overheads, run_cli, say  # noqa: E402
 
@@ -274,12 +275,7 @@ def bench_scale(scale: int, args) -> dict:
 
 
 def print_results(results: list[dict], args, started: datetime) -> None:
-    info = machine()
-    print(f"date:     {started:%Y-%m-%d %H:%M} UTC")
-    print(f"machine:  {info['nproc']} CPU(s), {info['cpu']}, Linux {info['kernel']}, Python {info['python']}")
-    print(f"postgres: {results[0].get('postgres_version', '?')}")
-    print(f"load:     {args.load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-min load average; "
-          f"{info['nproc']} CPUs, shared with other work)")
+    print_run_header(results, args, started, machine())
     print(f"rejoin:   {args.runs} per scale, {args.transport} transport, {args.diverge} pgbench transactions on the "
           f"old primary after the fork and {args.diverge} on the new one")
     print()
@@ -307,20 +303,7 @@ def print_results(results: list[dict], args, started: datetime) -> None:
             why = next((line for line in reversed(lines) if line.startswith("dcctl: error:")), lines[0])
             print(f"\nscale {r['scale']}, run {failure['index']} (rejoin {failure['site']}) FAILED: {why[:400]}")
     print()
-    print("Per step, median of the runs (seconds); then what lies outside the steps")
-    print()
-    print("| step                                     | " + " | ".join(f"s={r['scale']:<4}" for r in results) + " |")
-    print("|------------------------------------------|" + "|".join("-------:" for _ in results) + "|")
-    names = list(results[0]["runs"][0]["steps"]) + list(results[0]["runs"][0]["outside"])
-    for name in names:
-        cells = []
-        for r in results:
-            values = [run["steps"].get(name, run["outside"].get(name)) for run in r["runs"]]
-            values = [v for v in values if v is not None]
-            cells.append(f"{statistics.median(values):.4f}" if values else "-")
-        print(f"| {name:<40} | " + " | ".join(f"{c:>6}" for c in cells) + " |")
-    print(f"| {'= command wall time':<40} | " + " | ".join(
-        f"{statistics.median([run['wall'] for run in r['runs']]):.4f}" for r in results) + " |")
+    print_step_medians(results, [f"s={r['scale']}" for r in results], "wall", "Per step, median of the runs (seconds); then what lies outside the steps")
     if all("explain" in r for r in results):
         print()
         print("What pg_rewind copies (untimed dry run after the same divergence and a CHECKPOINT on the new primary)")

@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from report import print_run_header, print_step_medians  # noqa: E402
 from status import free_port_block, machine  # noqa: E402
 
 from dcctl.lab.lab import Lab, lab_down  # noqa: E402
@@ -186,12 +187,7 @@ def verdict(ok: bool) -> str:
 
 
 def print_results(results: list[dict], args, started: datetime) -> None:
-    info = machine()
-    print(f"date:     {started:%Y-%m-%d %H:%M} UTC")
-    print(f"machine:  {info['nproc']} CPU(s), {info['cpu']}, Linux {info['kernel']}, Python {info['python']}")
-    print(f"postgres: {results[0].get('postgres_version', '?')}")
-    print(f"load:     {args.load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-min load average; "
-          f"{info['nproc']} CPUs, shared with other work)")
+    print_run_header(results, args, started, machine())
     print(f"writer:   {args.rate:g} tps target; {args.runs} switchovers per transport, alternating, "
           f"{args.between:g} s of writing before each")
     print()
@@ -226,20 +222,7 @@ def print_results(results: list[dict], args, started: datetime) -> None:
               f"0: {verdict(not r['lost'])}          |")
     print()
     transports = [r["transport"] for r in results]
-    print("Per step, median of the runs (seconds); steps in playbook order, then what lies outside them")
-    print()
-    print("| step                                     | " + " | ".join(f"{t:>6}" for t in transports) + " |")
-    print("|------------------------------------------|" + "|".join("-------:" for _ in transports) + "|")
-    names = list(results[0]["runs"][0]["steps"]) + list(results[0]["runs"][0]["outside"])
-    for name in names:
-        cells = []
-        for r in results:
-            values = [run["steps"].get(name, run["outside"].get(name)) for run in r["runs"]]
-            values = [v for v in values if v is not None]
-            cells.append(f"{statistics.median(values):.4f}" if values else "-")
-        print(f"| {name:<40} | " + " | ".join(f"{c:>6}" for c in cells) + " |")
-    print(f"| {'= command wall time':<40} | " + " | ".join(
-        f"{statistics.median([run['wall'] for run in r['runs']]):.4f}" for r in results) + " |")
+    print_step_medians(results, transports, "wall", "Per step, median of the runs (seconds); steps in playbook order, then what lies outside them")
 
 
 def main() -> None:
