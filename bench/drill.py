@@ -51,13 +51,13 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from status import machine  # noqa: E402
+from workload import load_pgbench  # noqa: E402
 
 from dcctl.lab import procs  # noqa: E402
 from dcctl.lab.procs import free_port_block  # noqa: F401  (shared by the scripts)
 from dcctl.lab.lab import Lab, lab_down  # noqa: E402
-from dcctl.lab.layout import APP_DATABASE, PRIMARY_SITE, STANDBY_SITE, SUPERUSER  # noqa: E402
+from dcctl.lab.layout import APP_DATABASE, PRIMARY_SITE, STANDBY_SITE  # noqa: E402
 from dcctl.lab.writer import Writer  # noqa: E402
-from dcctl.pg.tools import conninfo  # noqa: E402
 
 TARGETS = {"drill_wall_scale10": 10.0, "p99_ratio": 2.0, "demo": 60.0}
 PARTS = [("copy_standby", "copy"), ("start_copy", "start"), ("promote_copy", "promote"), ("verify", "checks"),
@@ -85,14 +85,6 @@ def remove_root(root: Path) -> None:
 
 
 # ---- the lab ------------------------------------------------------------------------------------
-
-
-def load_pgbench(lab: Lab, scale: int) -> float:
-    dsn = conninfo(host="127.0.0.1", port=lab.spec.pg_port(PRIMARY_SITE), user=SUPERUSER, dbname=APP_DATABASE,
-                   passfile=str(lab.spec.pgpass))
-    started = time.perf_counter()
-    lab.local.run([f"{lab.spec.bin_dir}/pgbench", "-i", "-q", "-s", str(scale), dsn], timeout=3600).check("pgbench -i")
-    return time.perf_counter() - started
 
 
 def settle(lab: Lab) -> None:

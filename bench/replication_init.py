@@ -39,9 +39,10 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from status import free_port_block, machine  # noqa: E402
+from workload import load_pgbench  # noqa: E402
 
 from dcctl.lab.lab import Lab, lab_down  # noqa: E402
-from dcctl.lab.layout import APP_DATABASE, PRIMARY_SITE, REPLICATION_USER, STANDBY_SITE, SUPERUSER  # noqa: E402
+from dcctl.lab.layout import PRIMARY_SITE, REPLICATION_USER, STANDBY_SITE  # noqa: E402
 from dcctl.pg.tools import conninfo  # noqa: E402
 
 STEP_LINE = re.compile(r"^\[(\d+)/(\d+)\] (?:\[[^\]]*\] )?(.*?) \.\.\.$")
@@ -72,14 +73,6 @@ def settle(lab: Lab) -> float:
             time.sleep(0.1)
         primary.execute("CHECKPOINT")
     os.sync()
-    return time.perf_counter() - started
-
-
-def load_pgbench(lab: Lab, scale: int) -> float:
-    dsn = conninfo(host="127.0.0.1", port=lab.spec.pg_port(PRIMARY_SITE), user=SUPERUSER, dbname=APP_DATABASE,
-                   passfile=str(lab.spec.pgpass))
-    started = time.perf_counter()
-    lab.local.run([f"{lab.spec.bin_dir}/pgbench", "-i", "-q", "-s", str(scale), dsn], timeout=3600).check("pgbench -i")
     return time.perf_counter() - started
 
 
