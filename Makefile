@@ -1,5 +1,6 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Both install what is missing first.
-.PHONY: setup demo test unit
+# `make dist` builds the offline bundle (dist/dcctl-<version>-offline.tar.gz) for datacenters without internet.
+.PHONY: setup demo test unit dist
 
 setup:
 	bash scripts/setup.sh
@@ -12,3 +13,6 @@ test: setup
 
 unit: setup
 	.venv/bin/python -m pytest -q tests/unit
+
+dist: setup
+	bash scripts/dist.sh

@@ -32,6 +32,12 @@ class DcctlError(Exception):
         return self.message
 
 
+class UsageError(DcctlError):
+    """A command-line argument names something that does not exist (a site, a service ...)."""
+
+    exit_code = ExitCode.USAGE
+
+
 class ConfigError(DcctlError):
     """One or more mistakes in a config file; each problem is a full sentence."""
 
@@ -68,6 +74,12 @@ class ToolError(DcctlError):
 
 class RefusedError(DcctlError):
     exit_code = ExitCode.REFUSED
+
+
+class Interrupted(DcctlError):
+    """Ctrl-C (SIGINT): the journal says where the operation stopped; `dcctl resume` finishes it."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 class LabError(DcctlError):

@@ -41,6 +41,7 @@ class NodeStatus:
     slots: tuple[SlotStatus, ...] = ()
     settings: dict[str, str] = field(default_factory=dict)
     clock_offset: float | None = None  # server clock minus dcctl's clock, seconds (query midpoint)
+    receipt_age: float | None = None  # standby: seconds since its WAL receiver last heard from the primary
 
     @property
     def role(self) -> Role:

@@ -89,6 +89,18 @@ _SPECS = [
     MetricSpec("dcctl_volume_free_bytes", "gauge",
                "Free bytes (available to PostgreSQL's user) on the file system holding a volume of this site",
                NODE + ("volume",)),
+    # --- the generation watch (dcctl/agent/watcher.py) ------------------------------------------
+    MetricSpec("dcctl_watch_last_success_timestamp_seconds", "gauge",
+               "Unix time the generation watch last read this site's PostgreSQL (every agent.watch_interval)",
+               NODE),
+    MetricSpec("dcctl_watch_peer_last_seen_timestamp_seconds", "gauge",
+               "Unix time the generation watch last reached the peer site (its PostgreSQL or its agent)", NODE),
+    MetricSpec("dcctl_sync_standby_required", "gauge",
+               "Primary in sync or strict mode: 1 if its commits wait for the standby (synchronous_standby_names "
+               "set), 0 if they do not (relaxed, or released by a failover)", NODE),
+    MetricSpec("dcctl_fence_total", "counter",
+               "Times this agent stopped its own PostgreSQL, by reason: stale (another primary superseded it) "
+               "or isolated (it reached neither the peer nor the witness)", NODE + ("reason",)),
     # --- the peer, as this agent reaches it ----------------------------------------------------
     MetricSpec("dcctl_peer_up", "gauge",
                "1 if the peer site answered this agent's last collection; target: transport (SSH, or local) "

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from dcctl.agent.auth import BasicAuth
 from dcctl.agent.collector import Health
+from dcctl.config.load import listen_port
 from dcctl.errors import ConfigError, DcctlError
 
 log = logging.getLogger("dcctl.agent")
@@ -115,6 +116,9 @@ def parse_listen(listen: str) -> tuple[str, int]:
 def bind(listen: str, app: AgentApp, tls: Tls | None, source: str, key_path: str) -> AgentServer:
     """Listen on `listen` (host:port). `source` and `key_path` (the config file and the key path of
     the agent settings) make the errors point at what to change."""
+    if listen_port(listen) is None:
+        raise ConfigError([f"{source}: {key_path}.listen: expected host:port with a port 1-65535, "
+                           f"got {listen!r}"])
     host, port = parse_listen(listen)
     server_class = type("AgentHTTPServer", (_Server,), {"address_family": socket.AF_INET6 if ":" in host
                                                         else socket.AF_INET})

@@ -30,10 +30,17 @@ def filesync_tasks(setup: AgentSetup) -> list[Task]:
     return build(setup)
 
 
+def watch_tasks(setup: AgentSetup) -> list[Task]:
+    from dcctl.agent.watcher import watch_tasks as build
+
+    return build(setup)
+
+
 FACTORIES: list[Callable[[AgentSetup], list[Task]]] = [
     status_tasks,
     drill_tasks,
     filesync_tasks,
+    watch_tasks,  # last: `agent run --once` reports the status it found before the watch acts on it
 ]
 
 

@@ -12,7 +12,7 @@ from dcctl.checks import filesync
 from dcctl.checks.result import CheckResult, Status
 from dcctl.config.schema import Thresholds
 from dcctl.model import ServiceView, SiteStatus
-from dcctl.ops.generation import Generation, stale_primaries
+from dcctl.ops.generation import Generation, judge_primaries, running_primaries
 from dcctl.status_report import replay_lag_bytes, replay_lag_seconds
 from dcctl.units import human_bytes
 
@@ -94,6 +94,32 @@ def replication_streaming(f: Facts) -> list[CheckResult]:
     return results
 
 
+RECEIVER_PING_MARGIN = 5.0  # seconds: the ping, its answer, and the status interval's jitter
+
+
+def receiver_contact(f: Facts) -> list[CheckResult]:
+    """A live WAL receiver hears from the primary at least every wal_receiver_timeout / 2 (it pings
+    an idle primary then); one silent for longer is hung, or its primary's walsender is."""
+    results = []
+    for s in f.standbys():
+        node = s.node
+        if node is None or not node.in_recovery or node.receiver_status != "streaming" or node.receipt_age is None:
+            continue  # replication_streaming reports a standby that does not stream
+        timeout = float(node.settings.get("wal_receiver_timeout") or 0) / 1000
+        if timeout <= 0:
+            results.append(CheckResult("receiver_contact", UNKNOWN, f"standby {s.site}: wal_receiver_timeout is 0, "
+                                       f"so an idle primary never has to answer: silence proves nothing", s.site,
+                                       round(node.receipt_age, 1)))
+            continue
+        warn, crit = timeout / 2 + RECEIVER_PING_MARGIN, timeout
+        status = _graded(node.receipt_age, warn, crit)
+        hung = "" if status is OK else ": its WAL receiver (or the primary's walsender) may be hung"
+        results.append(CheckResult("receiver_contact", status, f"standby {s.site} last heard from the primary "
+                                   f"{node.receipt_age:.1f} s ago{hung}", s.site, round(node.receipt_age, 1),
+                                   f"warn {warn:g} s, crit {crit:g} s (wal_receiver_timeout {timeout:g} s)"))
+    return results
+
+
 def _graded(value: float, warn: float, crit: float) -> Status:
     return CRIT if value >= crit else WARN if value >= warn else OK
 
@@ -159,16 +185,19 @@ def replication_slots(f: Facts) -> list[CheckResult]:
 
 
 def generation(f: Facts) -> list[CheckResult]:
-    stale = stale_primaries(f.view, f.recorded_generation)
     recorded = f.recorded_generation
-    if stale:
-        owner = f"generation {recorded.generation} belongs to {recorded.primary}" if recorded else \
-            "another primary runs on a newer timeline"
-        return [CheckResult("generation", CRIT, f"STALE PRIMARY {site}: it accepts writes on timeline "
-                            f"{f.view.site(site).node.timeline} but {owner}; stop it now (dcctl node stop --site "
-                            f"{site} --mode immediate), then dcctl rejoin --site {site}", site,
-                            f.view.site(site).node.timeline, str(recorded.generation) if recorded else None)
-                for site in stale]
+    verdict = judge_primaries(running_primaries(f.view), recorded)
+    results = [CheckResult("generation", CRIT, f"STALE PRIMARY {site}: {why}; stop it now (dcctl node stop --site "
+                           f"{site} --mode immediate), then dcctl rejoin --site {site}", site,
+                           f.view.site(site).node.timeline, str(recorded.generation) if recorded else None)
+               for site, why in verdict.stale.items()]
+    if verdict.ambiguous:
+        results.append(CheckResult("generation", CRIT, f"TWO PRIMARIES: {verdict.why_ambiguous}; stop writers, "
+                                   f"compare the two and stop the one to abandon (dcctl node stop --site SITE "
+                                   f"--mode immediate), then dcctl rejoin --site SITE", None,
+                                   len(verdict.ambiguous), str(recorded.generation) if recorded else None))
+    if results:
+        return results
     if recorded is None:
         return [CheckResult("generation", OK, "no promotion recorded yet by dcctl")]
     return [CheckResult("generation", OK, f"generation {recorded.generation} (primary {recorded.primary}); no stale "
@@ -289,6 +318,7 @@ CATALOG: dict[str, tuple[Check, str]] = {
     "postgres_up": (postgres_up, "each site's PostgreSQL answers"),
     "one_primary": (one_primary, "exactly one site accepts writes"),
     "replication_streaming": (replication_streaming, "the standby is in recovery and streaming"),
+    "receiver_contact": (receiver_contact, "the standby's WAL receiver hears from the primary"),
     "replication_lag": (replication_lag, "replay lag in bytes and seconds against the thresholds"),
     "replication_slots": (replication_slots, "slots active; WAL retained under the thresholds"),
     "generation": (generation, "no node accepts writes on an older generation than the recorded one"),

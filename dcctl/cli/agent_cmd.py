@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from dcctl.cli.complete import complete_services, complete_sites
 from dcctl.cli.main import Context
 from dcctl.errors import DcctlError
 
@@ -17,8 +18,9 @@ def agent() -> None:
 
 
 @agent.command()
-@click.option("--site", required=True, metavar="SITE", help="The site this agent runs at (a site name from the config).")
-@click.option("-s", "--service", "service_name", metavar="NAME",
+@click.option("--site", shell_complete=complete_sites, required=True, metavar="SITE",
+              help="The site this agent runs at (a site name from the config).")
+@click.option("-s", "--service", "service_name", shell_complete=complete_services, metavar="NAME",
               help="Only this service [default: every service that has SITE].")
 @click.option("--once", is_flag=True, help="Collect once, print the metrics to stdout and exit (no server); exit 1 "
                                            "if a collection failed.")
@@ -35,7 +37,8 @@ def run(ctx: Context, site: str, service_name: str | None, once: bool) -> None:
     from dcctl.agent.setup import resolve
 
     _setup_logging(ctx.verbose)
-    agent_ = Agent(resolve(ctx.config, site, service_name))
+    setup = resolve(ctx.config, site, service_name)
+    agent_ = Agent(setup)
     if once:
         ok, text = agent_.collect_once()
         sys.stdout.buffer.write(text)
@@ -43,6 +46,7 @@ def run(ctx: Context, site: str, service_name: str | None, once: bool) -> None:
         if not ok:
             raise DcctlError("a collection failed; its error is logged above", hint="rerun with -v for the detail")
         return
+    _warn_store_owners(setup)
     run_until_signalled(agent_)
 
 
@@ -63,6 +67,25 @@ def hash_password(rounds: int) -> None:
     if not password:
         raise click.UsageError("the password is empty")
     click.echo(make_hash(password, rounds))
+
+
+def _warn_store_owners(setup) -> None:
+    """Say at start, in the background (the sites may be slow to answer), which file stores every
+    switchover would fail to verify because the receiver cannot keep their owners."""
+    import threading
+
+    from dcctl.filesync.owners import with_site_transports
+
+    def inspect():
+        log = logging.getLogger("dcctl.agent")
+        for name in setup.services:
+            try:
+                for warning in with_site_transports(name, setup.config.services[name]):
+                    log.warning(warning)
+            except Exception as exc:  # a warning must never stop the agent
+                log.warning(f"service {name}: cannot inspect the owners in its file stores: {exc}")
+
+    threading.Thread(target=inspect, name="store-owners", daemon=True).start()
 
 
 def _setup_logging(verbose: int) -> None:

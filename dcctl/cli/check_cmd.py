@@ -6,6 +6,7 @@ import time
 
 import click
 
+from dcctl.cli.complete import complete_services
 from dcctl.checks.catalog import CATALOG
 from dcctl.cli.main import Context, output_option
 from dcctl.cli.output import console, print_json
@@ -14,7 +15,8 @@ COLORS = {"OK": "green", "WARN": "yellow", "CRIT": "bold red", "UNKNOWN": "magen
 
 
 @click.command()
-@click.option("-s", "--service", "service_name", metavar="NAME", help="Only this service.")
+@click.option("-s", "--service", "service_name", shell_complete=complete_services, metavar="NAME",
+              help="Only this service.")
 @click.option("--check", "names", multiple=True, type=click.Choice(list(CATALOG)), metavar="NAME",
               help="Run only this check (repeatable). See --list.")
 @click.option("--list", "list_checks", is_flag=True, help="List the checks and exit.")

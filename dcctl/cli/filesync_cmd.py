@@ -12,12 +12,13 @@ from datetime import datetime, timezone
 
 import click
 
+from dcctl.cli.complete import complete_services
 from dcctl.cli.main import Context, output_option
 from dcctl.cli.output import console, human_bytes, print_json
 from dcctl.errors import DcctlError, ExitCode, RefusedError
 
-service_option = click.option("-s", "--service", "service_name", metavar="NAME",
-                              help="The service (needed when there are several).")
+service_option = click.option("-s", "--service", "service_name", shell_complete=complete_services,
+                              metavar="NAME", help="The service (needed when there are several).")
 store_option = click.option("--store", "store_name", metavar="NAME", help="Only this file store [default: all].")
 
 
@@ -294,7 +295,7 @@ def verify(cli: Context, service_name: str | None, store_name: str | None, check
             if outcome.timed_out:
                 raise DcctlError(f"listing store {pair.store} did not finish in time")
         a, b = outcomes["source"].value, outcomes["target"].value
-        differences = manifest.compare(a, b, source, target)
+        differences = pair.compare(a, b)
         reports.append({"store": pair.store, "source": f"{source}:{pair.source_dir}",
                         "target": f"{target}:{pair.target_dir}", "entries": len(a), "checksum": checksum,
                         "differences": [{"path": d.path, "what": d.what} for d in differences]})

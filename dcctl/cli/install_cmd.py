@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import click
 
+from dcctl.cli.complete import complete_sites
 from dcctl.cli.main import Context
 from dcctl.errors import RefusedError
 
 
 @click.command("install-units")
-@click.option("--site", required=True, metavar="SITE", help="The site this machine is (the agent's --site).")
+@click.option("--site", shell_complete=complete_sites, required=True, metavar="SITE",
+              help="The site this machine is (the agent's --site).")
 @click.option("--user", default="postgres", show_default=True, help="Unprivileged user the units run as.")
 @click.option("--unit-dir", default="/etc/systemd/system", show_default=True, type=click.Path(file_okay=False))
 @click.option("--dry-run", is_flag=True, help="Print the units instead of writing them.")
@@ -21,13 +22,13 @@ from dcctl.errors import RefusedError
 def install_units(cli: Context, site: str, user: str, unit_dir: str, dry_run: bool) -> None:
     """Write dcctl-agent.service, dcctl-drill.service/.timer and dcctl-check.service/.timer."""
     from dcctl.config import default_config_path
-    from dcctl.install.units import UnitSettings, default_group, render_all, writable_paths
+    from dcctl.install.units import UnitSettings, dcctl_command, default_group, render_all, writable_paths
 
     config = cli.config
     if not any(site in s.sites for s in config.services.values()):
         raise RefusedError(f"no service in {config.source} has a site named {site!r}")
-    executable = shutil.which("dcctl") or str(Path(sys.argv[0]).resolve())
-    settings = UnitSettings(dcctl=os.path.abspath(executable),
+    # sys.executable unresolved: a venv's bin/python is a symlink, and its console script sits beside it.
+    settings = UnitSettings(dcctl=dcctl_command(os.path.abspath(sys.executable)),
                             config=os.path.abspath(cli.config_path or default_config_path()), site=site,
                             user=user, group=default_group(user), writable=writable_paths(config, site))
     units = render_all(settings)

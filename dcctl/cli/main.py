@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import traceback
 
 import click
 
-from dcctl import __version__
+from dcctl.cli.version import version_option
 from dcctl.errors import ConfigError, DcctlError, ExitCode
 
 
@@ -37,7 +38,7 @@ class Context:
 @click.option("-v", "--verbose", count=True, help="More logging; with an error, its full detail.")
 @click.option("--yes", "assume_yes", is_flag=True, envvar="DCCTL_ASSUME_YES",
               help="Answer yes to confirmations (also DCCTL_ASSUME_YES=1).")
-@click.version_option(__version__, prog_name="dcctl")
+@version_option
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, output: str, verbose: int, assume_yes: bool) -> None:
     """Keep a backup datacenter ready to take over: replication, checks, switchover, failover.
@@ -87,13 +88,16 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> None:
-    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    verbose = verbosity(sys.argv[1:] if argv is None else argv)
     try:
         cli.main(args=argv, prog_name="dcctl", standalone_mode=False)
     except DcctlError as exc:
         report_error(exc, verbose)
         sys.exit(int(exc.exit_code))
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            click.echo("dcctl: interrupted (Ctrl-C)", err=True)
+            sys.exit(int(ExitCode.INTERRUPTED))
         click.echo("Aborted.", err=True)
         sys.exit(int(ExitCode.FAILED))
     except click.exceptions.Exit as exc:
@@ -104,10 +108,38 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("dcctl: interrupted", err=True)
         sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as exc:  # the last resort: unforeseen, yet still one line (-vv: the traceback)
+        report_unexpected(exc, verbose)
+        sys.exit(int(ExitCode.FAILED))
     sys.exit(0)
 
 
-def report_error(exc: DcctlError, verbose: bool) -> None:
+def verbosity(args: list[str]) -> int:
+    """How many -v the command line carries (-v, -vv, --verbose), read before click parses it."""
+    count = 0
+    for arg in args:
+        if arg == "--":
+            break
+        if arg == "--verbose":
+            count += 1
+        elif len(arg) > 1 and arg[0] == "-" and arg[1] != "-" and set(arg[1:]) == {"v"}:
+            count += len(arg) - 1
+    return count
+
+
+def report_unexpected(exc: Exception, verbose: int) -> None:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    click.echo(f"dcctl: error: unexpected {type(exc).__name__}" + (f": {first}" if first else ""), err=True)
+    click.echo("  hint: dcctl did not expect this failure; run again with -vv for the traceback and report it",
+               err=True)
+    if verbose == 1 and text != first:
+        click.echo(text, err=True)
+    if verbose >= 2:
+        traceback.print_exception(exc, file=sys.stderr)
+
+
+def report_error(exc: DcctlError, verbose: int) -> None:
     if isinstance(exc, ConfigError):
         click.echo("dcctl: config error:", err=True)
         for problem in exc.problems:
@@ -118,3 +150,5 @@ def report_error(exc: DcctlError, verbose: bool) -> None:
         click.echo(f"  hint: {exc.hint}", err=True)
     if verbose and exc.detail:
         click.echo(exc.detail.rstrip(), err=True)
+    if verbose >= 2:
+        traceback.print_exception(exc, file=sys.stderr)

@@ -6,12 +6,13 @@ import sys
 
 import click
 
+from dcctl.cli.complete import complete_services, complete_sites
 from dcctl.cli.main import Context, output_option
 from dcctl.cli.output import print_json
-from dcctl.errors import RefusedError
+from dcctl.errors import RefusedError, UsageError
 
-service_option = click.option("-s", "--service", "service_name", metavar="NAME",
-                              help="The service (needed when there are several).")
+service_option = click.option("-s", "--service", "service_name", shell_complete=complete_services,
+                              metavar="NAME", help="The service (needed when there are several).")
 dry_run_option = click.option("--dry-run", is_flag=True, help="Print the plan (steps, sites, commands) and change "
                                                               "nothing.")
 break_lock_option = click.option("--break-lock", is_flag=True, help="Take over a lock left by a crashed operation "
@@ -134,7 +135,8 @@ def roles_from_view(cli: Context, service_name: str | None, to_site: str | None)
 
 @click.command()
 @service_option
-@click.option("--to", "to_site", metavar="SITE", help="The site to promote [default: the standby].")
+@click.option("--to", "to_site", shell_complete=complete_sites, metavar="SITE",
+              help="The site to promote [default: the standby].")
 @dry_run_option
 @break_lock_option
 @output_option
@@ -148,7 +150,8 @@ def switchover(cli: Context, service_name, to_site, dry_run, break_lock) -> None
 
 @click.command()
 @service_option
-@click.option("--to", "to_site", metavar="SITE", help="The standby to promote [default: the standby].")
+@click.option("--to", "to_site", shell_complete=complete_sites, metavar="SITE",
+              help="The standby to promote [default: the standby].")
 @click.option("--primary-is-down", is_flag=True, help="Declare the old primary down when dcctl can neither reach "
                                                       "it nor fence it (asks you to type its name).")
 @click.option("--confirm-site", metavar="SITE", help="With --primary-is-down: the old primary's name, for scripts.")
@@ -167,7 +170,8 @@ def failover(cli: Context, service_name, to_site, primary_is_down, confirm_site,
 
 @click.command()
 @service_option
-@click.option("--site", "site", required=True, metavar="SITE", help="The old primary to turn into a standby.")
+@click.option("--site", "site", shell_complete=complete_sites, required=True, metavar="SITE",
+              help="The old primary to turn into a standby.")
 @click.option("--keep-diverged", is_flag=True, help="Copy its data directory aside before the rewind, so the "
                                                     "diverged rows can still be read (docs/runbooks.md).")
 @click.option("--allow-reclone", is_flag=True, help="Re-clone when pg_rewind cannot be used (old data kept aside).")
@@ -196,22 +200,32 @@ def rejoin(cli: Context, service_name, site, keep_diverged, allow_reclone, force
 @click.pass_obj
 def resume(cli: Context, operation: str, break_lock: bool) -> None:
     """Continue a crashed or interrupted operation from its journal (or roll it back)."""
-    from dcctl.ops.journal import Journal, JournalState
+    from dcctl.ops.actions import ACTIONS
+    from dcctl.ops.journal import Journal
 
     journal = Journal.open(cli.config.state_dir, operation)
-    entries = journal.entries()
-    if not entries:
+    if not journal.path.is_file():
         raise RefusedError(f"no operation {operation!r} in {cli.config.state_dir}/operations",
                            hint="`dcctl history` lists them")
-    state = JournalState.read(entries)
+    state = journal.state()
+    if journal.torn_note():
+        say(journal.torn_note())
+    if state.header["kind"] not in ACTIONS:
+        raise RefusedError(f"{operation}: dcctl cannot resume an operation of kind {state.header['kind']!r}")
     if state.finished:
+        from dcctl.ops.lock import release_finished_lock
+
         click.echo(f"nothing to resume: {operation} ended with outcome {state.outcome}")
+        release_finished_lock(cli.config, state.header["service"], operation, say)
         return
     header = state.header
-    ctx = build_context(cli, header["kind"], header["service"], header["old_primary"], header["new_primary"],
+    ctx = build_context(cli, header["kind"], header["service"], header.get("old_primary"), header.get("new_primary"),
                         header.get("args", {}), op_id=operation, journal=journal)
+    from dcctl.ops.resume import refuse_if_superseded
+
+    refuse_if_superseded(cli.config, journal, state)
     journal.append("resume", pid=os.getpid())
-    execute(cli, ctx, dry_run=False, break_lock=True, question="", resume_state=state)
+    execute(cli, ctx, dry_run=False, break_lock=break_lock, question="", resume_state=state)
 
 
 @click.command()
@@ -220,13 +234,14 @@ def resume(cli: Context, operation: str, break_lock: bool) -> None:
 @click.pass_obj
 def history(cli: Context, limit: int) -> None:
     """List operations with their outcome and timings."""
-    from dcctl.ops.journal import list_operations, operations_dir
+    from dcctl.ops.journal import Journal, operations_dir, scan_operations
     from dcctl.ops.report import build_report
 
-    from dcctl.ops.journal import Journal
-
+    operations, notes = scan_operations(cli.config.state_dir)
+    for note in notes:
+        say(f"dcctl: warning: {note}")
     rows = []
-    for op_id, _state in reversed(list_operations(cli.config.state_dir)[-limit:]):
+    for op_id, _state in reversed(operations[-limit:]):
         report = build_report(Journal(operations_dir(cli.config.state_dir) / op_id / "journal.jsonl").entries())
         report["report"] = str(operations_dir(cli.config.state_dir) / op_id / "report.md")
         rows.append(report)
@@ -251,6 +266,12 @@ def history(cli: Context, limit: int) -> None:
     console().print(table)
 
 
+def require_site(service_name: str, service, site: str) -> None:
+    if site not in service.sites:
+        raise UsageError(f"no site named {site!r} in service {service_name}; known sites: "
+                         f"{', '.join(service.sites)}")
+
+
 @click.group()
 def node() -> None:
     """Start or stop one site's PostgreSQL, guarded by the recorded generation."""
@@ -258,7 +279,7 @@ def node() -> None:
 
 @node.command("start")
 @service_option
-@click.option("--site", required=True, metavar="SITE")
+@click.option("--site", shell_complete=complete_sites, required=True, metavar="SITE")
 @click.pass_obj
 def node_start(cli: Context, service_name, site) -> None:
     """Start PostgreSQL at SITE, unless it was fenced and could come up as a second primary."""
@@ -268,8 +289,7 @@ def node_start(cli: Context, service_name, site) -> None:
 
     config = cli.config
     name, service = config.service(service_name)
-    if site not in service.sites:
-        raise RefusedError(f"no site named {site!r}; sites: {', '.join(service.sites)}")
+    require_site(name, service, site)
     transport = open_transport(site, service.sites[site])
     check_start_allowed(config, name, service, site, transport)
     control.start(transport, service.sites[site].postgres)
@@ -278,7 +298,7 @@ def node_start(cli: Context, service_name, site) -> None:
 
 @node.command("stop")
 @service_option
-@click.option("--site", required=True, metavar="SITE")
+@click.option("--site", shell_complete=complete_sites, required=True, metavar="SITE")
 @click.option("--mode", type=click.Choice(["smart", "fast", "immediate"]), default="fast", show_default=True)
 @dry_run_option
 @click.pass_obj
@@ -290,6 +310,7 @@ def node_stop(cli: Context, service_name, site, mode, dry_run) -> None:
 
     config = cli.config
     name, service = config.service(service_name)
+    require_site(name, service, site)
     if dry_run:
         click.echo(f"would stop PostgreSQL at {site} ({mode})")
         return

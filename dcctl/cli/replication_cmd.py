@@ -5,6 +5,7 @@ import sys
 
 import click
 
+from dcctl.cli.complete import complete_services, complete_sites
 from dcctl.cli.main import Context, output_option
 from dcctl.cli.output import print_json
 
@@ -15,9 +16,11 @@ def replication() -> None:
 
 
 @replication.command()
-@click.option("-s", "--service", "service_name", metavar="NAME", help="The service (needed when there are several).")
+@click.option("-s", "--service", "service_name", shell_complete=complete_services, metavar="NAME",
+              help="The service (needed when there are several).")
 @click.option("--from", "source", metavar="SITE", help="The primary to copy [default: the site that is primary].")
-@click.option("--to", "target", metavar="SITE", help="The site to build the standby at [default: the other one].")
+@click.option("--to", "target", shell_complete=complete_sites, metavar="SITE",
+              help="The site to build the standby at [default: the other one].")
 @click.option("--force", is_flag=True, help="Rebuild even if the site has data: stop it, move the data aside "
                                             "(named with the date), never delete it.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
@@ -49,7 +52,8 @@ def init(ctx: Context, service_name: str | None, source: str | None, target: str
 
 
 @replication.command("check-prereqs")
-@click.option("-s", "--service", "service_name", metavar="NAME", help="The service (needed when there are several).")
+@click.option("-s", "--service", "service_name", shell_complete=complete_services, metavar="NAME",
+              help="The service (needed when there are several).")
 @output_option
 @click.pass_obj
 def check_prereqs(ctx: Context, service_name: str | None) -> None:

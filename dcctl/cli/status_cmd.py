@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import click
 
+from dcctl.cli.complete import complete_services
 from dcctl.cli.main import Context, output_option
 from dcctl.cli.output import console, human_bytes, print_json, yes_no
 
 
 @click.command()
-@click.option("-s", "--service", "service_name", metavar="NAME", help="Only this service.")
+@click.option("-s", "--service", "service_name", shell_complete=complete_services, metavar="NAME",
+              help="Only this service.")
 @output_option
 @click.pass_obj
 def status(ctx: Context, service_name: str | None) -> None:

@@ -27,7 +27,7 @@ def default_config_path() -> str:
 def load_config(path: str | os.PathLike) -> Config:
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = decode_utf8(Path(path).read_bytes(), source)
     except FileNotFoundError:
         raise ConfigError([f"{source}: config file not found"],
                           hint="pass -c PATH, set DCCTL_CONFIG, or create /etc/dcctl/dcctl.yaml "
@@ -37,9 +37,28 @@ def load_config(path: str | os.PathLike) -> Config:
     return parse_config(text, source)
 
 
+def decode_utf8(data: bytes, source: str) -> str:
+    """The text of a config or playbook file; a byte that is not UTF-8 is a ConfigError naming its line."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        head = data[:exc.start]
+        line, column = head.count(b"\n") + 1, exc.start - head.rfind(b"\n")
+        raise ConfigError([f"{source}:{line}:{column}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                           f"save the file as UTF-8"]) from None
+
+
+def safe_load_yaml(text: str) -> Any:
+    """yaml.safe_load, with a nesting too deep for the parser's recursion turned into a YAMLError."""
+    try:
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise yaml.YAMLError("the document is nested too deeply") from None
+
+
 def parse_config(text: str, source: str = "<memory>") -> Config:
     try:
-        raw = yaml.safe_load(text)
+        raw = safe_load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -73,7 +92,24 @@ def _cross_checks(config: Config, source: str) -> list[str]:
                 if hook.site not in targets:
                     problems.append(f"{source}: services.{name}.hooks.{point}[{index}].site: expected one of "
                                     f"{', '.join(sorted(targets))}, got {json.dumps(hook.site)}")
+                problems.extend(_mask_checks(hook.mask, f"services.{name}.hooks.{point}[{index}].mask", source))
+        stores = sorted({store for site in service.sites.values() for store in site.file_stores})
+        for store in service.filesync.stores:
+            if store not in stores:
+                problems.append(f"{source}: services.{name}.filesync.stores.{store}: expected a store of the "
+                                f"sites' file_stores ({', '.join(stores) or 'none'}), got {json.dumps(store)}")
     problems.extend(_shared_agent_checks(config, source))
+    return problems
+
+
+def _mask_checks(patterns: list[str], path: str, source: str) -> list[str]:
+    problems = []
+    for index, pattern in enumerate(patterns):
+        try:
+            re.compile(pattern)
+        except (re.error, RecursionError, OverflowError) as exc:
+            problems.append(f"{source}: {path}[{index}]: expected a regular expression, got {json.dumps(pattern)} "
+                            f"({exc})")
     return problems
 
 
@@ -86,10 +122,25 @@ def _site_checks(site: SiteConfig, path: str, source: str) -> list[str]:
     if control.method == "systemd" and not control.unit:
         problems.append(f"{source}: {path}.postgres.control.unit: expected a systemd unit name "
                         f"when method is systemd, got nothing")
-    if ":" not in site.agent.listen or not site.agent.listen.rsplit(":", 1)[1].isdigit():
-        problems.append(f"{source}: {path}.agent.listen: expected host:port, got {json.dumps(site.agent.listen)}")
+    if listen_port(site.agent.listen) is None:
+        port = site.agent.listen.rpartition(":")[2]
+        expected = "host:port with a port 1-65535" if port.isascii() and port.isdigit() and ":" in site.agent.listen \
+            else "host:port"
+        problems.append(f"{source}: {path}.agent.listen: expected {expected}, got {json.dumps(site.agent.listen)}")
     problems.extend(_agent_checks(site.agent, f"{path}.agent", source))
     return problems
+
+
+def listen_port(listen: str) -> int | None:
+    """The port of a host:port address, or None when it is not one (missing, not digits, out of range).
+
+    >>> listen_port("127.0.0.1:9640"), listen_port("[::1]:9640"), listen_port("127.0.0.1:99999")
+    (9640, 9640, None)
+    """
+    _, colon, port = listen.rpartition(":")
+    if not colon or not port.isascii() or not port.isdigit():
+        return None
+    return int(port) if 1 <= int(port) <= 65535 else None
 
 
 BCRYPT_HASH = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
@@ -204,7 +255,7 @@ class _Builder:
             self.problem(path, f"expected a mapping with type: {' or '.join(tags)}, got {_show(raw)}")
             return None
         tag = raw.get("type")
-        if tag not in tags:
+        if not isinstance(tag, str) or tag not in tags:
             self.problem(_join(path, "type"), f"expected one of {', '.join(tags)}, got {_show(tag)}")
             return None
         return self.build(tags[tag], raw, path)

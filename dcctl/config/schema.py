@@ -86,6 +86,19 @@ class AgentConfig:
     fence_stale_primary: bool = key(True, help="stop this site's PostgreSQL (immediate) when it runs as a primary "
                                                "on an older generation than the other site's: it was failed over "
                                                "and must be rejoined, never written to")
+    watch_interval: float = key(0.5, help="seconds between two generation watches: this site's PostgreSQL and "
+                                          "its peer's are asked their role and timeline, and a primary that "
+                                          "another one has superseded is stopped at once (0: no watch; the "
+                                          "collection every `interval` still fences)", min=0, max=60)
+    isolation_fence_after: float | None = key(None, help="seconds after which a primary that reaches neither "
+                                                         "the peer's PostgreSQL nor its agent (nor the witness, "
+                                                         "when set) stops itself, so that a partitioned old "
+                                                         "primary cannot go on acknowledging writes; unset: "
+                                                         "never (see docs/runbooks.md, isolation)",
+                                              min=1, max=86400)
+    witness: str | None = key(None, help="host:port of a third place both sites can reach (any TCP listener); a "
+                                         "primary that still connects to it is not isolated and does not stop "
+                                         "itself", expect="host:port")
     interval: float = key(15.0, help="seconds between two background collections; a scrape only reads the last "
                                      "one", min=1, max=3600)
     tls_cert_file: str | None = key(None, help="PEM certificate (chain) to serve HTTPS with; needs tls_key_file",
@@ -106,22 +119,35 @@ class HookConfig:
     timeout: float = key(60.0, help="seconds the command may run", min=0.1, max=86400)
     on_failure: Literal["abort", "continue"] = key("abort", help="abort: stop the operation (rolled back before "
                                                                  "promotion); continue: record and go on")
+    mask: list[str] = key([], help="regular expressions whose matches are shown as *** wherever the command is "
+                                   "shown (plan, journal, reports); it runs unchanged. Values of arguments named "
+                                   "like token, password, secret, api_key or auth are hidden anyway",
+                          expect="a list of regular expressions")
 
 
 @dataclass(frozen=True)
 class OperationConfig:
     """Deadlines and retries of switchover, failover and rejoin, each named so a report can cite it."""
 
-    stop_deadline: float = key(60.0, help="seconds the old primary may take to shut down", min=1, max=3600)
+    stop_deadline: float = key(20.0, help="seconds the old primary may take to shut down (kept under PostgreSQL's "
+                                          "wal_sender_timeout, 60 s: a hung standby cannot stretch the window to it)",
+                               min=1, max=3600)
     replay_deadline: float = key(30.0, help="seconds the standby may take to replay the old primary's shutdown "
                                             "checkpoint before the switchover is rolled back", min=0.5, max=3600)
     promote_deadline: float = key(60.0, help="seconds the promoted standby may take to accept writes", min=1,
                                   max=3600)
     stream_deadline: float = key(120.0, help="seconds the new standby may take to stream again", min=1, max=86400)
     rewind_deadline: float = key(3600.0, help="seconds pg_rewind may run", min=1, max=86400)
+    fence_deadline: float = key(10.0, help="seconds a failover may spend stopping a reachable old primary, "
+                                           "escalating fast -> immediate -> SIGKILL -> fence_command", min=1,
+                                max=3600)
     connect_retries: int = key(3, help="attempts to (re)connect to a node inside an operation", min=1, max=100)
     max_lag_bytes: int = key(64 * MIB, help="switchover preflight refuses when the standby is further behind",
                              min=0)
+    max_receipt_age: float = key(5.0, help="switchover preflight refuses when the standby's WAL receiver last "
+                                           "heard from the primary longer ago (seconds; it nudges the primary "
+                                           "first, so a live receiver has just heard); 0 disables", min=0,
+                                 max=3600)
 
 
 @dataclass(frozen=True)
@@ -162,9 +188,10 @@ class SiteConfig:
     state_dir: str = key("/var/lib/dcctl", help="directory AT THIS SITE where dcctl records the generation, "
                                                "its operation lock and file-sync state (holding area, "
                                                "quarantine)", expect="a path")
-    fence_command: str | None = key(None, help="shell command run where dcctl runs to fence this site when it is "
-                                               "unreachable in a failover (e.g. cut its power or network); exit 0 "
-                                               "means fenced")
+    fence_command: str | None = key(None, help="shell command run where dcctl runs to fence this site in a "
+                                               "failover when it is unreachable or its PostgreSQL cannot be "
+                                               "stopped (e.g. cut its power or network); exit 0 means fenced")
+    fence_command_timeout: float = key(60.0, help="seconds the fence_command may run", min=1, max=3600)
     agent: AgentConfig = key(AgentConfig(), help="the dcctl agent at this site")
 
 
@@ -193,6 +220,15 @@ class Thresholds:
                                                                   "reconciliation that raises WARN", min=0)
     filesync_reconcile_age_crit_seconds: float = key(6 * 3600.0, help="age of the last full reconciliation "
                                                                       "that raises CRIT", min=0)
+
+
+@dataclass(frozen=True)
+class StoreSyncConfig:
+    owners: Literal["keep", "ignore"] = key("keep", help="keep: the receiving copy keeps each entry's owner and "
+                                                        "group, which needs rsync to run as root there (SSH user "
+                                                        "root, or rsync_path 'sudo -n rsync'); ignore: entries "
+                                                        "take the receiving user's owner, and verify does not "
+                                                        "compare owners and groups")
 
 
 @dataclass(frozen=True)
@@ -225,6 +261,26 @@ class FileSyncConfig:
                                             "(what a failover reports)", min=0.1, max=3600)
     max_pending: int = key(200000, help="paths waiting beyond which the agent drops them and runs a full "
                                         "reconciliation instead (bounds its memory)", min=100)
+    stores: dict[str, StoreSyncConfig] = key({}, help="settings of one store: store name (as in the sites' "
+                                                      "file_stores) -> settings", expect="a mapping of settings")
+
+    def keeps_owners(self, store: str) -> bool:
+        return self.stores.get(store, StoreSyncConfig()).owners == "keep"
+
+
+@dataclass(frozen=True)
+class ReplicationConfig:
+    """Whether a commit waits for the standby (docs/runbooks.md, synchronous replication)."""
+
+    mode: Literal["async", "sync", "strict"] = key("async", help="async: commits do not wait for the standby; "
+                                                   "sync: they wait for it (a fenced old primary's commits are "
+                                                   "never acknowledged, failover loses nothing), and the "
+                                                   "primary's agent stops waiting after relax_after seconds "
+                                                   "without a streaming standby; strict: they always wait")
+    relax_after: float = key(10.0, help="sync mode: seconds without a streaming standby after which the primary's "
+                                        "agent lets commits go on without it (the bound on commits an isolated "
+                                        "primary can acknowledge alone); restored when the standby streams "
+                                        "again", min=0, max=86400)
 
 
 @dataclass(frozen=True)
@@ -237,6 +293,8 @@ class ServiceConfig:
     operation: OperationConfig = key(OperationConfig(), help="deadlines and retries of operations")
     filesync: FileSyncConfig = key(FileSyncConfig(), help="continuous file-store sync from the primary site")
     drill: DrillConfig = key(DrillConfig(), help="what a drill copies, where, and how it verifies")
+    replication: ReplicationConfig = key(ReplicationConfig(), help="asynchronous or synchronous replication "
+                                                                   "(driven by the agents)")
 
 
 @dataclass(frozen=True)

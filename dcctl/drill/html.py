@@ -22,7 +22,14 @@ def _e(value: Any) -> str:
 
 
 def _seconds(value: Any) -> str:
-    return "-" if value is None else f"{float(value):.3f} s"
+    if value is None:
+        return "-"
+    return f"{value:.3f} s" if isinstance(value, (int, float)) and not isinstance(value, bool) else _e(value)
+
+
+def _checks(observed: dict[str, Any]) -> list[dict[str, Any]]:
+    checks = observed.get("checks")
+    return [c for c in checks if isinstance(c, dict)] if isinstance(checks, list) else []
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -49,9 +56,9 @@ def render_html(report: dict[str, Any]) -> str:
         f"{' — ' + _e(s.get('error')) if s.get('error') else ''}</td></tr>"
         for s in report["steps"])
     checks = "".join(
-        f"<tr><td class={'ok' if c['passed'] else 'ko'}>{'PASS' if c['passed'] else 'FAIL'}</td>"
-        f"<td>{_e(c['name'])}</td><td>{_e(c.get('kind'))}</td><td>{_e(c['detail'])}</td></tr>"
-        for c in observed.get("checks", [])) or "<tr><td colspan=4 class=muted>no check ran</td></tr>"
+        f"<tr><td class={'ok' if c.get('passed') else 'ko'}>{'PASS' if c.get('passed') else 'FAIL'}</td>"
+        f"<td>{_e(c.get('name'))}</td><td>{_e(c.get('kind'))}</td><td>{_e(c.get('detail'))}</td></tr>"
+        for c in _checks(observed)) or "<tr><td colspan=4 class=muted>no check ran</td></tr>"
     rows = "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in figures)
     reason = observed.get("finish_reason") or observed.get("halt_reason")
     return f"""<!DOCTYPE html>

@@ -150,11 +150,20 @@ class StorePair:
     def describe(self) -> str:
         return f"{self.source_site}:{self.source_dir} -> {self.target_site}:{self.target_dir}"
 
+    @property
+    def keeps_owners(self) -> bool:
+        """The store's `owners` setting: keep (rsync -o -g, verify compares them) or ignore."""
+        return self.settings.keeps_owners(self.store)
+
+    def compare(self, source: manifest.Manifest, target: manifest.Manifest) -> list[manifest.Difference]:
+        return manifest.compare(source, target, self.source_site, self.target_site, owners=self.keeps_owners)
+
     def _job(self, mode, now: datetime | None = None, **options) -> Job:
         now = now or datetime.now(timezone.utc)
         return Job(mode, self.source_dir, self.rsync_target(),
                    layout.holding_dir(self.target_cfg.state_dir, self.service, self.store, now),
-                   layout.holding_suffix(now), io_timeout=self.settings.io_timeout, **options)
+                   layout.holding_suffix(now), io_timeout=self.settings.io_timeout,
+                   keep_owners=self.keeps_owners, **options)
 
     # ---- preparation ---------------------------------------------------------------------------
 
@@ -386,7 +395,7 @@ class StorePair:
 
         a1, b1 = both(scope, 1)
         a2, b2 = both(recursive, None)
-        return manifest.compare({**a1, **a2}, {**b1, **b2}, self.source_site, self.target_site)
+        return self.compare({**a1, **a2}, {**b1, **b2})
 
     def scoped_sync(self, scope_dirs: list[str], scope_files: list[str], *, allow_mass_delete: bool = False,
                     receiver_entries: int | None = None) -> tuple[RunResult, list[str]]:
@@ -415,21 +424,26 @@ class StorePair:
 
     def quarantine_candidates(self, since: float | None) -> list[str]:
         """Non-directories in the SOURCE store (here: the old primary) changed after `since` (all
-        when unknown) that the other site does not hold identically (type, size, SHA-256)."""
-        argv = ["find", self.source_dir, "!", "-type", "d"]
+        when unknown) that the other site does not hold identically (type, size, SHA-256).
+
+        Names are listed byte-exact (str with surrogate escapes for bytes that are not UTF-8): a
+        name the text listings cannot carry is always a candidate, never left to the resync, which
+        would move it to the holding area unreported."""
+        argv = ["sh", "-c", HEX_FIND, "dcctl-list", self.source_dir, "!", "-type", "d"]
         if since is not None:
             argv += ["-newerct", f"@{since - CTIME_MARGIN:.3f}"]
-        result = self.source.run(argv + ["-printf", "%p\\0"], timeout=self.settings.reconcile_timeout,
-                                 env={"LC_ALL": "C"})
+        result = self.source.run(argv, timeout=self.settings.reconcile_timeout, env={"LC_ALL": "C"})
         if result.rc != 0:
             raise FileSyncError(f"cannot list {self.source_dir} at site {self.source_site}: "
                                 f"{error_tail(result.stderr)}")
-        candidates = [manifest.relative(self.source_dir, p) for p in result.stdout.split("\0") if p]
+        candidates = [manifest.relative(self.source_dir, p) for p in hex_paths(result.stdout)]
         if not candidates:
             return []
-        here = _with_sums(self.source, self.source_dir, candidates)
-        there = _with_sums(self.target, self.target_dir, candidates)
-        return sorted(path for path, entry in here.items() if not _same_content(entry, there.get(path)))
+        plain = [p for p in candidates if not _has_raw_bytes(p)]
+        here = _with_sums(self.source, self.source_dir, plain) if plain else {}
+        there = _with_sums(self.target, self.target_dir, plain) if plain else {}
+        differ = [path for path, entry in here.items() if not _same_content(entry, there.get(path))]
+        return sorted(set(differ) | {p for p in candidates if _has_raw_bytes(p)})
 
     def quarantine(self, paths: list[str], tag: str) -> str:
         """Move `paths` out of the source store into its quarantine folder (same relative paths, all
@@ -444,6 +458,27 @@ class StorePair:
             raise FileSyncError(f"moving {len(paths)} file(s) of store {self.store} into {directory} at site "
                                 f"{self.source_site}: {describe_exit(result.rc)}: {error_tail(result.stderr)}")
         return directory
+
+
+# find's NUL-separated names as hex (od), so that no byte of a name is lost to text decoding; the
+# exit status is find's, not od's.
+HEX_FIND = ('exec 4>&1; rc=$( { { find "$@" -printf "%p\\0"; echo $? >&3; } | od -An -v -tx1 >&4; } 3>&1 ); '
+            'exit "$rc"')
+
+
+def hex_paths(output: str) -> list[str]:
+    """`od -An -tx1` of NUL-separated names -> the names (str; bytes that are not UTF-8 kept as
+    surrogate escapes, as os.fsdecode does).
+
+    >>> hex_paths(" 2f 73 2f 61 00 2f 73 2f ff 00")
+    ['/s/a', '/s/\\udcff']
+    """
+    raw = bytes.fromhex("".join(output.split()))
+    return [name.decode("utf-8", "surrogateescape") for name in raw.split(b"\0") if name]
+
+
+def _has_raw_bytes(name: str) -> bool:
+    return any("\udc80" <= char <= "\udcff" for char in name)
 
 
 def _contents(directory: bytes) -> bytes:

@@ -2,7 +2,8 @@
 their comparison: what `dcctl filesync verify` and the switchover's verify report.
 
 Parsing and comparing are pure; `build*` run the commands through a site's transport.
-What is compared: type, permissions, owner and group of every entry; size and mtime (to the
+What is compared: type, permissions, owner and group (unless the store says `owners: ignore`) of
+every entry; size and mtime (to the
 nanosecond) of files; the target of symbolic links; with checksums, the SHA-256 of files.
 Directory mtimes are not compared: they change whenever an entry is added or removed, and mean
 nothing for the data.
@@ -118,13 +119,20 @@ class Difference:
         return f"{self.path}: {self.what}"
 
 
-def compare(source: Manifest, target: Manifest, source_site: str, target_site: str) -> list[Difference]:
-    """Differences between the two sides, sorted by path.
+def compare(source: Manifest, target: Manifest, source_site: str, target_site: str, *,
+            owners: bool = True) -> list[Difference]:
+    """Differences between the two sides, sorted by path; owners=False (a store with `owners:
+    ignore`) leaves owner and group out.
 
     >>> a = {"x": Entry("f", 3, 1, "644", 0, 0), "y": Entry("f", 1, 1, "644", 0, 0), ".": Entry("d", 0, 0, "755", 0, 0)}
     >>> b = {"x": Entry("f", 3, 2, "600", 0, 0), "z": Entry("l", 1, 1, "777", 0, 0, "y"), ".": Entry("d", 0, 9, "755", 0, 0)}
     >>> [str(d) for d in compare(a, b, "rabat", "backup")]
     ['x: mtime 1 ns at rabat, 2 ns at backup; mode 644 at rabat, 600 at backup', 'y: missing at backup', 'z: only at backup (symlink)']
+    >>> theirs = {"x": Entry("f", 3, 1, "644", 65534, 65534)}
+    >>> [str(d) for d in compare(theirs, {"x": Entry("f", 3, 1, "644", 101, 104)}, "rabat", "backup")]
+    ['x: owner 65534 at rabat, 101 at backup; group 65534 at rabat, 104 at backup']
+    >>> compare(theirs, {"x": Entry("f", 3, 1, "644", 101, 104)}, "rabat", "backup", owners=False)
+    []
     """
     out = []
     for path in sorted(set(source) | set(target)):
@@ -134,16 +142,16 @@ def compare(source: Manifest, target: Manifest, source_site: str, target_site: s
         elif a is None:
             out.append(Difference(path, f"only at {target_site} ({KINDS.get(b.kind, b.kind)})"))
         else:
-            what = _entry_differences(a, b, source_site, target_site)
+            what = _entry_differences(a, b, source_site, target_site, owners)
             if what:
                 out.append(Difference(path, "; ".join(what)))
     return out
 
 
-def _entry_differences(a: Entry, b: Entry, sa: str, sb: str) -> list[str]:
+def _entry_differences(a: Entry, b: Entry, sa: str, sb: str, owners: bool = True) -> list[str]:
     if a.kind != b.kind:
         return [f"{KINDS.get(a.kind, a.kind)} at {sa}, {KINDS.get(b.kind, b.kind)} at {sb}"]
-    checks = [("mode", a.mode, b.mode), ("owner", a.uid, b.uid), ("group", a.gid, b.gid)]
+    checks = [("mode", a.mode, b.mode)] + ([("owner", a.uid, b.uid), ("group", a.gid, b.gid)] if owners else [])
     if a.kind == "f":
         checks = [("size", a.size, b.size), ("mtime", a.mtime_ns, b.mtime_ns)] + checks
         if a.sha256 is not None or b.sha256 is not None:

@@ -5,7 +5,8 @@ sites are this machine, else over SSH (one OpenSSH master connection kept open a
 host keys checked against the site's known_hosts).
 
 Semantics every run shares:
-- `-a -H -A -X --numeric-ids`: owner, group, permissions, mtimes, hard links, ACLs, xattrs.
+- `-a -H -A -X --numeric-ids`: owner, group, permissions, mtimes, hard links, ACLs, xattrs; a store
+  with `owners: ignore` adds `--no-owner --no-group` (a receiver that is not root cannot chown).
 - `--backup --backup-dir=<holding>/<day> --suffix=~<time>`: nothing is lost; whatever would be
   deleted or overwritten on the receiver is moved to the dated holding area first.
 - A reconciliation compares mtimes to the nanosecond (`--modify-window=-1`): rsync's default quick
@@ -134,6 +135,7 @@ class Job:
     progress: bool = False
     recursive: bool = False
     io_timeout: float = 60.0
+    keep_owners: bool = True  # False: the store's `owners: ignore` (the receiver cannot chown)
 
 
 def rsync_argv(job: Job) -> list[str]:
@@ -148,10 +150,14 @@ def rsync_argv(job: Job) -> list[str]:
     ['rsync', '-aHAX', '--numeric-ids', '--backup', '--backup-dir=/h', '--suffix=~1', '--timeout=60', '--stats',
      '--no-human-readable', '--delete-delay', '--modify-window=-1', '--max-delete=3', '--dry-run',
      '--info=del', '/srv/docs/', '/m/']
+    >>> rsync_argv(Job("reconcile", "/srv/docs", Target("/m"), "/h", "~1", keep_owners=False))[:4]
+    ['rsync', '-aHAX', '--no-owner', '--no-group']
     """
     t = job.target
-    argv = [*shlex.split(t.rsync_path), "-aHAX", "--numeric-ids", "--backup", f"--backup-dir={job.holding_dir}",
-            f"--suffix={job.suffix}", f"--timeout={max(1, round(job.io_timeout))}", "--stats", "--no-human-readable"]
+    owners = [] if job.keep_owners else ["--no-owner", "--no-group"]
+    argv = [*shlex.split(t.rsync_path), "-aHAX", *owners, "--numeric-ids", "--backup",
+            f"--backup-dir={job.holding_dir}", f"--suffix={job.suffix}", f"--timeout={max(1, round(job.io_timeout))}",
+            "--stats", "--no-human-readable"]
     if job.mode == "reconcile":
         argv += ["--delete-delay", "--modify-window=-1"]
     elif job.mode == "batch":

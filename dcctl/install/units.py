@@ -1,27 +1,52 @@
-"""systemd units from the templates in systemd/, with this installation's paths and user (pure
-rendering; writing is the caller's)."""
+"""systemd units from the templates shipped in the package (dcctl/data/systemd; the repository's
+systemd/ is a symlink to it), with this installation's command, paths and user (rendering is pure;
+writing is the caller's)."""
 from __future__ import annotations
 
 import grp
+import os
 import pwd
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from dcctl.config.schema import Config
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "systemd"
 UNITS = ("dcctl-agent.service", "dcctl-drill.service", "dcctl-drill.timer", "dcctl-check.service",
          "dcctl-check.timer")
 
 
 @dataclass(frozen=True)
 class UnitSettings:
-    dcctl: str  # absolute path of the dcctl executable
+    dcctl: str  # the command that runs dcctl: an executable's absolute path, or "PYTHON -m dcctl"
     config: str  # absolute path of the config file
     site: str
     user: str
     group: str
     writable: tuple[str, ...]
+
+
+def shipped_templates() -> Traversable:
+    return resources.files("dcctl") / "data" / "systemd"
+
+
+def dcctl_command(python: str) -> str:
+    """What ExecStart= runs: the console script installed beside the interpreter (a venv's bin/, or
+    /usr/local/bin) when there is one, else the interpreter itself with -m dcctl. Never a path that
+    is not executable, and never looked up on PATH, which differs between a shell and systemd.
+
+    >>> dcctl_command("/nonexistent/bin/python3")
+    '/nonexistent/bin/python3 -m dcctl'
+    """
+    script = Path(python).parent / "dcctl"
+    if script.is_file() and os.access(script, os.X_OK):
+        return _quoted(str(script))
+    return f"{_quoted(python)} -m dcctl"
+
+
+def _quoted(word: str) -> str:
+    return f'"{word}"' if " " in word else word
 
 
 def writable_paths(config: Config, site: str) -> tuple[str, ...]:
@@ -54,5 +79,6 @@ def render(template: str, settings: UnitSettings) -> str:
     return template
 
 
-def render_all(settings: UnitSettings, templates: Path = TEMPLATES) -> dict[str, str]:
-    return {name: render((templates / name).read_text(), settings) for name in UNITS}
+def render_all(settings: UnitSettings, templates: Traversable | None = None) -> dict[str, str]:
+    templates = templates or shipped_templates()
+    return {name: render((templates / name).read_text(encoding="utf-8"), settings) for name in UNITS}

@@ -14,7 +14,9 @@ APP_DATABASE = "massar"
 APP_USER = "massar_app"
 SUPERUSER = "postgres"
 REPLICATION_USER = "replicator"
-DEFAULT_BASE_PORT = 54320
+# Below Linux's ephemeral range (32768-60999), where outgoing connections take their local
+# ports: a lab port there can be taken by a client socket a moment before a server binds it.
+DEFAULT_BASE_PORT = 25430
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
 """Processes and ports of the lab: checked before they are signalled, never found by name."""
 from __future__ import annotations
 
-import os
 import random
 import socket
 import time
 from pathlib import Path
+
+from dcctl.procs import alive  # also used from here by the lab, its tests and the benchmarks
 
 
 def cmdline(pid: int) -> list[str]:
@@ -14,25 +15,6 @@ def cmdline(pid: int) -> list[str]:
     except OSError:
         return []
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    state = _proc_state(pid)
-    return state not in ("Z", "X")
-
-
-def _proc_state(pid: int) -> str:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return "X"
-    return stat.rsplit(")", 1)[1].split()[0]
 
 
 def postmaster_pid(data_dir: Path) -> int | None:
@@ -85,7 +67,7 @@ def free_port_block(count: int = 8) -> int:
     """A base port N with N..N+count-1 free on 127.0.0.1: a lab uses N..N+6 (servers, sshds,
     agents, the drill copy). For tests and benchmarks, which run several labs side by side."""
     for _ in range(200):
-        base = random.randrange(20000, 60000)
+        base = random.randrange(20000, 32760 - count)  # below the ephemeral range
         if all(port_free(base + i) for i in range(count)):
             return base
     raise RuntimeError("no free block of ports on 127.0.0.1")

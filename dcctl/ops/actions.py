@@ -2,6 +2,7 @@
 before acting so that each can run twice (resume) without harm."""
 from __future__ import annotations
 
+import os
 import posixpath
 import shlex
 import time
@@ -9,10 +10,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from dcctl.errors import DcctlError, RefusedError, ToolError
-from dcctl.ops import generation
+from dcctl.ops import detached, generation
 from dcctl.ops.engine import Action, OpContext, OperationFailed
 from dcctl.ops.preflight import failover_refusals, rejoin_refusals, switchover_refusals
-from dcctl.pg import control, standby_conf, tools
+from dcctl.pg import control, queries, standby_conf, tools
 from dcctl.pg.controldata import ControlData, parse_controldata
 from dcctl.pg.lsn import parse_lsn
 from dcctl.pg.timeline import fork_point, parse_history, summarize_waldump, wal_segment_name, waldump_trouble
@@ -100,11 +101,35 @@ def refuse(kind: str, reasons: list[str]) -> None:
 # ---- switchover -----------------------------------------------------------------------------
 
 def preflight_switchover(ctx: OpContext) -> dict[str, Any]:
+    nudge_stream(ctx, ctx.old_primary, ctx.new_primary, ctx.service.operation.max_receipt_age)
     view = gather(ctx)
     refuse("switchover", switchover_refusals(view, ctx.service, ctx.old_primary, ctx.new_primary))
     old, new = view.site(ctx.old_primary).node, view.site(ctx.new_primary).node
     return {"timeline_before": old.timeline, "primary_lsn_before": old.current_lsn,
             "standby_replay_lsn_before": new.replay_lsn}
+
+
+def nudge_stream(ctx: OpContext, primary: str, standby: str, wait: float) -> None:
+    """Write one commit record on the primary and wait (up to `wait` s) until the standby's WAL
+    receiver has heard from the primary since. An idle primary sends nothing until the receiver
+    pings it (after wal_receiver_timeout / 2), so without this preflight could not tell a quiet
+    receiver from a hung one by its last receipt."""
+    if not wait:
+        return
+    try:
+        since = ctx.conn(standby).execute(queries.SERVER_NOW).fetchone()["now"]  # the standby's clock
+        ctx.conn(primary).execute(queries.STREAM_NUDGE)
+
+        def heard():
+            row = ctx.conn(standby).execute(queries.RECEIVER_HEARD_SINCE, (since,)).fetchone()
+            return row is not None and row["heard"]
+
+        poll(f"standby {standby} hearing from {primary}", wait, heard, interval=0.02)
+    except Exception:
+        pass  # preflight's own probe tells a node that does not answer, or a receiver that does not hear
+    finally:
+        ctx.drop_conn(primary)
+        ctx.drop_conn(standby)
 
 
 def prepare(ctx: OpContext) -> dict[str, Any]:
@@ -146,10 +171,23 @@ def stop_primary(ctx: OpContext) -> dict[str, Any]:
 
 
 def undo_stop_primary(ctx: OpContext) -> None:
+    if node_running(ctx, ctx.old_primary) and controldata(ctx, ctx.old_primary).state == "shut down":
+        finish_shutdown(ctx, ctx.old_primary)
     if not node_running(ctx, ctx.old_primary):
         start_node(ctx, ctx.old_primary)
         poll(f"old primary {ctx.old_primary} accepting writes again", ctx.service.operation.promote_deadline,
              lambda: not in_recovery(ctx, ctx.old_primary), interval=0.05)
+
+
+def finish_shutdown(ctx: OpContext, site: str) -> None:
+    # The shutdown checkpoint is written, but the postmaster still waits for its walsenders, each
+    # waiting for its standby to confirm that checkpoint: a hung WAL receiver would hold the old
+    # primary down for wal_sender_timeout. Ending them loses nothing (the WAL stays here, and the
+    # standby, behind, catches up once it streams again), and lets the rollback restart it now.
+    node = ctx.node(site)
+    ctx.transport(site).run(tools.end_walsenders(node.data_dir), timeout=30).check(
+        f"ending the walsenders of the stopping PostgreSQL at site {site}")
+    stop_node(ctx, site, "fast")
 
 
 def read_shutdown_checkpoint(ctx: OpContext) -> dict[str, Any]:
@@ -246,6 +284,15 @@ def record_generation(ctx: OpContext) -> dict[str, Any]:
 
 # ---- failover -------------------------------------------------------------------------------
 
+def wait_writable_alone(ctx: OpContext) -> dict[str, Any]:
+    """A failover's new primary must not wait for the fenced site: in the synchronous modes its
+    commits stop waiting for a standby as soon as it accepts writes (the fenced old primary
+    will not answer before it is rejoined)."""
+    from dcctl.ops import sync_rep
+
+    return {**wait_writable(ctx), **sync_rep.release_after_failover(ctx)}
+
+
 def preflight_failover(ctx: OpContext) -> dict[str, Any]:
     view = gather(ctx)
     old = view.site(ctx.old_primary)
@@ -281,33 +328,67 @@ def reserve_return_slot(ctx: OpContext) -> str:
 
 def fence_old_primary(ctx: OpContext) -> dict[str, Any]:
     # Fencing comes before promotion, always: two writable primaries is the one outcome a failover
-    # must never produce. Stopped in immediate mode (it is being abandoned, not handed over), then
-    # its data directory gets standby.signal, so a reboot or a careless restart brings it back
-    # read-only instead of as a second primary.
+    # must never produce. A reachable old primary is stopped within operation.fence_deadline,
+    # escalating (fast, immediate, then SIGKILL of its processes: a frozen server ignores the
+    # others), then its data directory gets standby.signal, so a reboot or a careless restart
+    # brings it back read-only instead of as a second primary. Past that, the site's
+    # fence_command; past that, only the operator's declaration of an unreachable site.
     site = ctx.old_primary
     try:
         ctx.transport(site).connect()
-        reachable = True
     except DcctlError as exc:
-        reachable, cause = False, exc.message
-    if reachable:
-        outcome = stop_node(ctx, site, "immediate")
-        node = ctx.node(site)
-        if ctx.transport(site).run(["test", "-f", posixpath.join(node.data_dir, "PG_VERSION")], timeout=30).ok:
-            ctx.transport(site).write_file(posixpath.join(node.data_dir, "standby.signal"), b"", mode=0o600)
-        return {"fenced_by": f"stopped over {ctx.transport(site).description} ({outcome}); standby.signal written"}
-    fence = ctx.service.sites[site].fence_command
-    if fence:
-        from dcctl.transport.local import LocalTransport
+        return fence_unreachable(ctx, site, exc.message)
+    outcome, failure = stop_for_fence(ctx, site)
+    if outcome is None:
+        if not ctx.service.sites[site].fence_command:
+            raise OperationFailed(f"cannot fence site {site}: its PostgreSQL could not be stopped (escalating for "
+                                  f"up to {ctx.service.operation.fence_deadline:g} s): {failure}",
+                                  hint=f"stop it by hand, or configure sites.{site}.fence_command; then "
+                                       f"`dcctl resume {ctx.op_id}`")
+        return {"fenced_by": run_fence_command(ctx, site, f"could not stop its PostgreSQL: {failure}")}
+    node = ctx.node(site)
+    if ctx.transport(site).run(["test", "-f", posixpath.join(node.data_dir, "PG_VERSION")], timeout=30).ok:
+        ctx.transport(site).write_file(posixpath.join(node.data_dir, "standby.signal"), b"", mode=0o600)
+    return {"fenced_by": f"stopped over {ctx.transport(site).description} ({outcome}); standby.signal written"}
 
-        result = LocalTransport("dcctl").run(["sh", "-c", fence], timeout=120)
-        if result.rc != 0:
-            raise OperationFailed(f"the fence command for site {site} failed (rc {result.rc}): {fence}",
-                                  detail=result.stderr)
-        return {"fenced_by": f"fence command `{fence}` (site unreachable: {cause})"}
+
+def stop_for_fence(ctx: OpContext, site: str) -> tuple[str | None, str]:
+    """(how it stopped, or None; why not)."""
+    node = ctx.node(site)
+    ctx.drop_conn(site)
+    if node.control.method == "systemd":
+        try:
+            control.stop(ctx.transport(site), node, "immediate")
+            return "stopped by systemd", ""
+        except DcctlError as exc:
+            return None, exc.message
+    deadline = ctx.service.operation.fence_deadline
+    try:
+        result = ctx.transport(site).run(tools.fence_postmaster(node.data_dir, deadline), timeout=deadline + 10)
+    except DcctlError as exc:
+        return None, exc.message
+    if result.ok:
+        return result.stdout.strip(), ""
+    return None, " | ".join(line for line in result.stderr.strip().splitlines()[-3:]) or f"exit code {result.rc}"
+
+
+def fence_unreachable(ctx: OpContext, site: str, cause: str) -> dict[str, Any]:
+    if ctx.service.sites[site].fence_command:
+        return {"fenced_by": run_fence_command(ctx, site, f"site unreachable: {cause}")}
     if ctx.args.get("primary_is_down"):
         return {"fenced_by": f"operator declared site {site} down (--primary-is-down; unreachable: {cause})"}
     raise OperationFailed(f"cannot fence site {site}: unreachable ({cause}) and no fence_command")
+
+
+def run_fence_command(ctx: OpContext, site: str, why: str) -> str:
+    from dcctl.transport.local import LocalTransport
+
+    fence = ctx.service.sites[site].fence_command
+    result = LocalTransport("dcctl").run(["sh", "-c", fence], timeout=ctx.service.sites[site].fence_command_timeout)
+    if result.rc != 0:
+        raise OperationFailed(f"the fence command for site {site} failed (rc {result.rc}): "
+                              f"{' | '.join(result.stderr.strip().splitlines()[-3:])}", detail=result.stderr)
+    return f"fence command `{fence}` ({why})"
 
 
 # ---- rejoin ---------------------------------------------------------------------------------
@@ -318,13 +399,58 @@ def preflight_rejoin(ctx: OpContext) -> dict[str, Any]:
     node = view.site(ctx.old_primary).node
     if node and node.in_recovery and node.receiver_status == "streaming" and not ctx.args.get("force"):
         raise RefusedError(f"site {ctx.old_primary} already streams from {node.upstream}: nothing to rejoin")
-    data = controldata(ctx, ctx.old_primary)
-    if not data.rewindable and not ctx.args.get("allow_reclone"):
+    allow_reclone = bool(ctx.args.get("allow_reclone"))
+    wrecked = half_rewound_by(ctx)
+    if wrecked and not allow_reclone:
+        raise RefusedError(f"site {ctx.old_primary}'s data directory was left half-rewound by operation {wrecked} "
+                           f"(its pg_rewind was cut off): only a re-clone can repair it",
+                           hint="rejoin with --allow-reclone (the directory is kept aside, never deleted)")
+    try:
+        data = controldata(ctx, ctx.old_primary)
+    except DcctlError as exc:
+        if not allow_reclone:
+            raise
+        return {"old_state": f"unreadable ({exc.message})", "old_timeline": None, "rewindable": False,
+                "half_rewound_by": wrecked}
+    primary_tli = view.site(ctx.new_primary).node.timeline if view.site(ctx.new_primary).node else None
+    if data.timeline == primary_tli and data.state in ("shut down", "in production"):
+        # Two primaries on one timeline: no fork is recorded anywhere, so pg_rewind finds nothing
+        # to undo and the node would then fail to replay ("record with incorrect prev-link").
+        why = (f"site {ctx.old_primary} ran as a primary on timeline {data.timeline}, the primary's own: its "
+               f"writes cannot be rewound (no fork point), only re-cloned")
+        if not allow_reclone:
+            raise RefusedError(why, hint="rejoin with --allow-reclone (its data directory is kept aside, never "
+                                         "deleted); compare the kept directory with the primary to recover rows")
+        return {"old_state": data.state, "old_timeline": data.timeline, "rewindable": False,
+                "half_rewound_by": wrecked, "same_timeline_primary": why}
+    if not data.rewindable and not allow_reclone:
         raise RefusedError(f"site {ctx.old_primary} has neither wal_log_hints nor data checksums: pg_rewind "
                            f"cannot rejoin it", hint="re-clone it with --allow-reclone (its data directory is "
                                                      "kept aside, never deleted)")
     return {"old_state": data.state, "old_timeline": data.timeline, "old_checkpoint_lsn": data.checkpoint_lsn,
-            "rewindable": data.rewindable}
+            "rewindable": data.rewindable and not wrecked, "half_rewound_by": wrecked}
+
+
+def rewind_job_dir(ctx: OpContext, site: str) -> str:
+    return posixpath.join(ctx.service.sites[site].state_dir, f"{ctx.service_name}.rewind")
+
+
+def half_rewound_by(ctx: OpContext) -> str | None:
+    """The operation whose pg_rewind was cut off in this data directory, if one was.
+
+    A pg_rewind that dies while copying leaves a directory PostgreSQL's docs call likely
+    unrecoverable (zero-length WAL files, "record with incorrect prev-link"): never rewind it
+    again, never count from its WAL; re-clone it."""
+    job = detached.status(ctx.transport(ctx.old_primary), rewind_job_dir(ctx, ctx.old_primary))
+    if job.owner == ctx.op_id or job.state in ("none",) or (job.state == "done" and job.rc == 0):
+        return None
+    if job.state == "running":
+        raise RefusedError(f"a pg_rewind started by operation {job.owner} still runs at site {ctx.old_primary}",
+                           hint=f"let it finish, then `dcctl resume {job.owner}`")
+    log = detached.log_tail(ctx.transport(ctx.old_primary), rewind_job_dir(ctx, ctx.old_primary))
+    if job.state == "done" and not rewind_touched_target(log):
+        return None
+    return job.owner or "an earlier rejoin"
 
 
 def stop_old_primary(ctx: OpContext) -> dict[str, Any]:
@@ -342,12 +468,21 @@ def checkpoint_new_primary(ctx: OpContext) -> dict[str, Any]:
 
 def assess_divergence(ctx: OpContext) -> dict[str, Any]:
     """What a rewind will discard: commits on the old primary after the fork point, counted from its WAL."""
+    wrecked = ctx.observed.get("half_rewound_by")
+    same_timeline = ctx.observed.get("same_timeline_primary")
+    if wrecked or same_timeline or ctx.observed.get("old_timeline") is None and ctx.args.get("allow_reclone"):
+        reason = (f"the directory was left half-rewound by operation {wrecked}, whose report counted what it "
+                  f"discarded" if wrecked else same_timeline
+                  or f"its control file is unreadable ({ctx.observed.get('old_state')})")
+        return {"fork_lsn": None, "diverged_commits": None, "needs_reclone": reason,
+                "divergence": f"not counted here: {reason}; the old directory is kept aside by the re-clone"}
     old_tli = ctx.observed.get("old_timeline") or controldata(ctx, ctx.old_primary).timeline
     conn = ctx.conn(ctx.new_primary)
     tli = conn.execute("SELECT ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()),"
                        " 1, 8))::bit(32)::int AS tli").fetchone()["tli"]
     if tli == old_tli:
-        return {"fork_lsn": None, "diverged_commits": 0, "divergence": "none: same timeline as the primary"}
+        return {"fork_lsn": None, "diverged_commits": 0, "divergence": "none: same timeline as the primary",
+                "primary_timeline": tli}
     history = conn.execute("SELECT pg_catalog.pg_read_file(%s) AS h",
                            (f"pg_wal/{tli:08X}.history",)).fetchone()["h"]
     fork = fork_point(parse_history(history), old_tli)
@@ -369,6 +504,10 @@ def assess_divergence(ctx: OpContext) -> dict[str, Any]:
         tools.pg_waldump(node.bin_dir, wal_dir, old_tli, fork, segment, max(later)),
         timeout=ctx.service.operation.rewind_deadline)
     trouble = waldump_trouble(dump.stderr, fork)
+    if trouble and ctx.args.get("allow_reclone"):
+        reason = f"its WAL after the fork cannot be read ({trouble})"
+        return {"fork_lsn": fork, "fork_timeline": old_tli, "diverged_commits": None, "needs_reclone": reason,
+                "divergence": f"not counted: {reason}; the old directory is kept aside by the re-clone"}
     if trouble:
         # Never rewind on a count we cannot trust: the operator must know what will be discarded.
         raise OperationFailed(f"cannot count what the rewind would discard on {ctx.old_primary}: {trouble}",
@@ -380,7 +519,7 @@ def assess_divergence(ctx: OpContext) -> dict[str, Any]:
                f"(timeline {old_tli}) never reached {ctx.new_primary}")
     if summary.commits:
         verdict += f", from {summary.first_commit_at} to {summary.last_commit_at}, touching {', '.join(tables)}"
-    return {"fork_lsn": fork, "fork_timeline": old_tli, "diverged_commits": summary.commits,
+    return {"fork_lsn": fork, "fork_timeline": old_tli, "primary_timeline": tli, "diverged_commits": summary.commits,
             "diverged_first_commit_at": summary.first_commit_at, "diverged_last_commit_at": summary.last_commit_at,
             "diverged_tables": tables, "diverged_wal_records": summary.records, "divergence": verdict}
 
@@ -437,47 +576,99 @@ def keep_diverged(ctx: OpContext) -> dict[str, Any]:
 def rewind(ctx: OpContext) -> dict[str, Any]:
     # Irreversible: pg_rewind replaces the old primary's diverged blocks with the new primary's.
     # What it discards was counted by assess_divergence (and kept aside with --keep-diverged).
+    # It runs detached at the site (ops/detached.py): a dcctl killed, interrupted or cut off
+    # from the site must not take pg_rewind down half-way, which would wreck the directory.
+    site, node, primary = ctx.old_primary, ctx.node(ctx.old_primary), ctx.node(ctx.new_primary)
+    job_dir = rewind_job_dir(ctx, site)
+    job = detached.status(ctx.transport(site), job_dir)
+    if job.owner == ctx.op_id and job.state != "none":
+        ctx.say(f"  the pg_rewind this operation started is {job.state}; taking its outcome")
+        return rewind_outcome(ctx, job_dir, detached.wait(ctx.transport(site), job_dir,
+                                                          ctx.service.operation.rewind_deadline))
+    if ctx.observed.get("needs_reclone"):
+        return reclone(ctx)
     if ctx.observed.get("fork_lsn") is None and ctx.observed.get("diverged_commits") == 0:
         return {"rewind": "not needed: the node is on the primary's timeline"}
     if ctx.observed.get("fork_lsn") is None or not ctx.observed.get("rewindable", True):
         return reclone(ctx)
-    site, node, primary = ctx.old_primary, ctx.node(ctx.old_primary), ctx.node(ctx.new_primary)
+    if node_running(ctx, site):
+        # Never touch the role files of a running server (a hand-repaired standby, say): removing
+        # its standby.signal would make its next start a second primary.
+        raise OperationFailed(f"PostgreSQL runs at site {site}: a rewind needs it stopped, and dcctl never changes "
+                              f"the role files of a running server", hint="`dcctl status` shows what it is now")
     # A crashed target is first recovered by pg_rewind in single-user mode, which refuses to run
     # with standby.signal (written when the node was fenced); the node is stopped, so it goes.
     ctx.transport(site).run(["rm", "-f", "--", posixpath.join(node.data_dir, "standby.signal"),
                              posixpath.join(node.data_dir, "recovery.signal")], timeout=30).check("clearing signals")
     source = tools.conninfo(host=primary.host, port=primary.port, user=primary.user, dbname=primary.dbname,
                             passfile=node.replication_passfile, application_name=f"dcctl rejoin {site}")
-    started = time.monotonic()
-    result = ctx.transport(site).run(tools.pg_rewind(node.bin_dir, node.data_dir, source),
-                                     timeout=ctx.service.operation.rewind_deadline)
-    if result.rc != 0:
+    detached.start(ctx.transport(site), job_dir, ctx.op_id, tools.pg_rewind(node.bin_dir, node.data_dir, source))
+    ctx.journal.append("detached_start", step="rewind", site=site, job_dir=job_dir)
+    if os.environ.get("DCCTL_FAULT_IN_REWIND"):
+        os._exit(99)  # fault injection for tests: dcctl dies while pg_rewind runs
+    return rewind_outcome(ctx, job_dir, detached.wait(ctx.transport(site), job_dir,
+                                                      ctx.service.operation.rewind_deadline))
+
+
+def rewind_outcome(ctx: OpContext, job_dir: str, job: detached.JobStatus) -> dict[str, Any]:
+    site = ctx.old_primary
+    log = detached.log_tail(ctx.transport(site), job_dir)
+    if job.state == "done" and job.rc == 0:
+        return {"rewind": "pg_rewind", "rewind_log_tail": log[-500:]}
+    if job.state == "done" and not rewind_touched_target(log):
         if ctx.args.get("allow_reclone"):
-            ctx.say(f"pg_rewind failed ({result.stderr.strip().splitlines()[-1:]}); re-cloning (--allow-reclone)")
+            ctx.say(f"pg_rewind failed before changing anything ({log.strip().splitlines()[-1:]}); re-cloning "
+                    f"(--allow-reclone)")
             return reclone(ctx)
-        raise ToolError("pg_rewind failed", rc=result.rc, stderr=result.stderr,
+        raise ToolError("pg_rewind failed", rc=job.rc, stderr=log,
                         hint="if the new primary no longer has the WAL since the fork, re-clone with --allow-reclone")
-    return {"rewind": "pg_rewind", "rewind_seconds": round(time.monotonic() - started, 3)}
+    # Cut off while copying (lost: the host rebooted or the tool was killed; or failed half-way):
+    # PostgreSQL's docs say such a directory is likely unusable. The divergence was counted before
+    # the rewind started (and kept aside with --keep-diverged); a re-clone keeps the directory too.
+    why = "was cut off" if job.state == "lost" else f"failed half-way (rc {job.rc})"
+    ctx.say(f"pg_rewind {why}: the data directory at {site} cannot be trusted; re-cloning it (kept aside)")
+    result = reclone(ctx, forced=f"pg_rewind {why}")
+    return {**result, "rewind_log_tail": log[-500:]}
 
 
-def reclone(ctx: OpContext) -> dict[str, Any]:
-    if not ctx.args.get("allow_reclone"):
+def rewind_touched_target(log: str) -> bool:
+    """Whether pg_rewind got as far as changing the target directory (pure).
+
+    With --progress it says how much it will copy just before it starts writing.
+
+    >>> rewind_touched_target("pg_rewind: servers diverged at WAL location 0/3000060 on timeline 1")
+    False
+    >>> rewind_touched_target("pg_rewind: need to copy 53 MB (total source directory size is 70 MB)")
+    True
+    """
+    return any(mark in log for mark in ("need to copy", "creating backup label", "syncing target data directory",
+                                        "Done!"))
+
+
+def reclone(ctx: OpContext, forced: str | None = None) -> dict[str, Any]:
+    if not ctx.args.get("allow_reclone") and not forced:
         raise OperationFailed(f"site {ctx.old_primary} cannot be rewound ({ctx.observed.get('divergence')})",
                               hint="re-clone it with --allow-reclone (the old data directory is kept aside)")
-    from dcctl.replication.init import InitPlan, InitRequest, StandbyBuilder, aside_name
+    from dcctl.replication.init import InitPlan, InitRequest, StandbyBuilder, aside_name, observe_target
     from dcctl.plan.step import QuietReporter
 
     node = ctx.node(ctx.old_primary)
+    if node_running(ctx, ctx.old_primary):
+        raise OperationFailed(f"PostgreSQL runs at site {ctx.old_primary}: a re-clone needs it stopped")
     request = InitRequest(ctx.service_name, ctx.new_primary, ctx.old_primary, ctx.node(ctx.new_primary), node, True)
     data_dir = node.data_dir.rstrip("/")
+    target = observe_target(ctx.transport(ctx.old_primary), node)
+    # Run again after a crash, the directory may already be aside: then there is nothing to move.
+    aside = aside_name(data_dir, datetime.now(timezone.utc)) if target.data_dir_exists and not target.data_dir_empty \
+        else None
     plan = InitPlan(request, standby_conf.slot_name(ctx.old_primary, node), data_dir + ".dcctl-partial",
-                    aside_name(data_dir, datetime.now(timezone.utc)), False, True)
+                    aside, False, True)
     builder = StandbyBuilder(plan, ctx.transport(ctx.new_primary), ctx.transport(ctx.old_primary),
                              ctx.service.operation.stream_deadline)
     steps = [s for s in builder.steps() if s.name not in ("start_standby", "wait_streaming")]
     for step in steps:
         step.action(QuietReporter())
-    return {"rewind": "re-cloned", "old_data_kept_at": plan.aside_dir}
+    return {"rewind": "re-cloned" + (f" ({forced})" if forced else ""), "old_data_kept_at": plan.aside_dir}
 
 
 def create_return_slot(ctx: OpContext) -> None:
@@ -489,7 +680,9 @@ def create_return_slot(ctx: OpContext) -> None:
 
 def configure_rejoined(ctx: OpContext) -> dict[str, Any]:
     create_return_slot(ctx)
-    return configure_old_primary_as_standby(ctx)
+    observed = configure_old_primary_as_standby(ctx)
+    detached.clear(ctx.transport(ctx.old_primary), rewind_job_dir(ctx, ctx.old_primary))
+    return observed
 
 
 # ---- the tables --------------------------------------------------------------------------
@@ -500,6 +693,16 @@ def stop_command(ctx: OpContext, site: str, mode: str) -> str:
         return shlex.join(control.stop_argv(node, mode))
     return (f"kill -{tools.STOP_SIGNALS[mode]} <pid in {node.data_dir}/postmaster.pid, checked to be PostgreSQL>; "
             f"poll every 10 ms until postmaster.pid is gone")
+
+
+def fence_command_shown(ctx: OpContext, site: str) -> str:
+    node = ctx.node(site)
+    if node.control.method == "systemd":
+        return shlex.join(control.stop_argv(node, "immediate"))
+    stages = ", ".join(f"SIG{signal} for {share * ctx.service.operation.fence_deadline:g} s"
+                       for _mode, signal, share in tools.FENCE_STAGES)
+    return (f"signal the postmaster in {node.data_dir}/postmaster.pid (checked to run in that directory): "
+            f"{stages} (SIGKILL reaches its children too)")
 
 
 def start_command(ctx: OpContext, site: str) -> str:
@@ -519,7 +722,8 @@ def _cmd(argv_of):
 
 SWITCHOVER: dict[str, Action] = {
     "preflight": Action(preflight_switchover, lambda c: "refuse unless both sites answer, the standby streams "
-                        "within operation.max_lag_bytes, on the same timeline, and pg_rewind would be possible"),
+                        "within operation.max_lag_bytes (its WAL receiver heard from the primary within "
+                        "operation.max_receipt_age), on the same timeline, and pg_rewind would be possible"),
     "prepare": Action(prepare, lambda c: f"open SSH sessions and connections; create slot "
                       f"{slot_for(c, c.old_primary)} on {c.new_primary} for the return stream", _on("new_primary")),
     "checkpoint_primary": Action(checkpoint_primary, lambda c: "CHECKPOINT while writes continue",
@@ -551,12 +755,16 @@ FAILOVER: dict[str, Action] = {
     "preflight": Action(preflight_failover, lambda c: f"refuse unless {c.new_primary} is a running standby and "
                         f"{c.old_primary} can be fenced (reachable, fence_command, or --primary-is-down)"),
     "prepare": Action(prepare_failover, lambda c: "open the connection to the standby", _on("new_primary")),
-    "fence_old_primary": Action(fence_old_primary, lambda c: "fence: stop it (immediate) and write standby.signal "
-                                "if reachable; else the fence_command; else the operator's declaration",
-                                _on("old_primary"), lambda c: stop_command(c, c.old_primary, "immediate"),
+    "fence_old_primary": Action(fence_old_primary, lambda c: "fence: stop it within operation.fence_deadline "
+                                f"({c.service.operation.fence_deadline:g} s: fast, immediate, SIGKILL) and write "
+                                "standby.signal if reachable; else the fence_command; else the operator's declaration",
+                                _on("old_primary"), lambda c: fence_command_shown(c, c.old_primary),
                                 irreversible=True),
     "promote": SWITCHOVER["promote"],
-    "wait_writable": SWITCHOVER["wait_writable"],
+    "wait_writable": Action(wait_writable_alone, lambda c: "wait until it accepts writes"
+                            + ("" if c.service.replication.mode == "async" else
+                               "; then clear synchronous_standby_names (the fenced site cannot answer)"),
+                            _on("new_primary"), lambda c: "SELECT pg_is_in_recovery()"),
     "record_generation": Action(record_generation, lambda c: f"record the new generation; mark {c.old_primary} "
                                 "fenced"),
 }

@@ -8,7 +8,9 @@ every step observes before it acts and can be run twice.
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -16,10 +18,11 @@ from typing import Any, Callable
 import psycopg
 
 from dcctl.config.schema import Config, PostgresConfig, ServiceConfig
-from dcctl.errors import DcctlError, ExitCode, RefusedError
+from dcctl.errors import DcctlError, ExitCode, Interrupted, RefusedError
 from dcctl.ops.journal import Journal, JournalState
-from dcctl.ops.lock import LockOwner, ServiceLock
+from dcctl.ops.lock import LockOwner, ServiceLock, wait_at_test_barrier
 from dcctl.ops.playbook import Playbook, PlaybookStep
+from dcctl.ops.redact import mask_secrets
 from dcctl.pg.session import connect
 from dcctl.transport import Transport, open_transport
 
@@ -117,7 +120,7 @@ def plan_steps(ctx: OpContext, playbook: Playbook, actions: dict[str, Action]) -
             for hook in hooks:
                 site = resolve_hook_site(ctx, hook.site)
                 planned.append(PlannedStep(step.label, site, f"run hook ({hook.on_failure} on failure, "
-                                           f"{hook.timeout:g} s)", hook.run, False))
+                                           f"{hook.timeout:g} s)", mask_secrets(hook.run, hook.mask), False))
             continue
         action = actions[step.name]
         planned.append(PlannedStep(step.name, action.site(ctx), action.describe(ctx), action.command(ctx),
@@ -139,12 +142,50 @@ def run_hook_point(ctx: OpContext, point: str) -> dict[str, Any]:
             rc, err = result.rc, result.stderr.strip()
         except DcctlError as exc:
             rc, err = None, exc.message
-        outputs.append({"site": site, "run": hook.run, "rc": rc, "stderr": err[-2000:],
+        shown, err = mask_secrets(hook.run, hook.mask), mask_secrets(err, hook.mask)  # the journal is no vault
+        outputs.append({"site": site, "run": shown, "rc": rc, "stderr": err[-2000:],
                         "seconds": round(time.monotonic() - started, 3)})
         if rc != 0 and hook.on_failure == "abort":
             raise OperationFailed(f"hook {point} at {site} failed ({'rc ' + str(rc) if rc is not None else err}): "
-                                  f"{hook.run}", detail=err)
+                                  f"{shown}", detail=err)
     return {f"hook_{point}": outputs}
+
+
+class CtrlC:
+    """What Ctrl-C does during an operation, decided once for every step:
+
+    - the first: the running step is left to finish (a step cut half-way, e.g. inside the write
+      window, is the worst place to stop), then the operation rolls back if it has not passed its
+      point of no return, or stops there if it has (`dcctl resume` drives it forward);
+    - the second: stop at once; the journal says where, `dcctl resume` finishes the job.
+    Either way dcctl exits 130 with the resume hint.
+    """
+
+    def __init__(self, runner: "Runner"):
+        self.runner = runner
+        self.presses = 0
+        self.previous = None
+
+    def __enter__(self) -> "CtrlC":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._pressed)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _pressed(self, _signum, _frame) -> None:
+        self.presses += 1
+        if self.presses > 1:
+            raise KeyboardInterrupt
+        self.runner.ctx.journal.append("interrupt_requested")
+        self.runner.ctx.say("Ctrl-C: the current step finishes, then the operation rolls back (or, past its point "
+                            "of no return, stops for `dcctl resume`). Ctrl-C again to stop at once.")
+
+    def stop_here_if_asked(self, step: str) -> None:
+        if self.presses:
+            self.runner._interrupted_at_boundary(step)
 
 
 class Runner:
@@ -157,6 +198,12 @@ class Runner:
                                 {site: (ctx.transport(site), cfg.state_dir) for site, cfg in ctx.service.sites.items()})
 
     def run(self, *, resume_state: JournalState | None = None, break_lock: bool = False) -> str:
+        """Runs (or resumes) the playbook under the Ctrl-C policy; returns the outcome."""
+        with CtrlC(self) as ctrl_c:
+            self.ctrl_c = ctrl_c
+            return self._run(resume_state=resume_state, break_lock=break_lock)
+
+    def _run(self, *, resume_state: JournalState | None = None, break_lock: bool = False) -> str:
         """Runs (or resumes) the playbook; returns the outcome: success or rolled_back.
 
         The lock is taken first, so a second operation is refused with its owner named before
@@ -165,7 +212,7 @@ class Runner:
         done = set(resume_state.ended) if resume_state else set()
         locked = False
         try:
-            self._acquire_lock(break_lock or resume_state is not None)
+            self._acquire_lock(break_lock)
             locked = True
             if resume_state is not None:
                 self.ctx.observed.update(resume_state.observed)
@@ -175,6 +222,7 @@ class Runner:
             for index, step in enumerate(steps, start=1):
                 if step.label not in done:
                     self._run_step(index, len(steps), step)
+                    self.ctrl_c.stop_here_if_asked(step.label)
             self.ctx.journal.append("finish", outcome="success")
             return "success"
         except RefusedError as exc:
@@ -183,13 +231,36 @@ class Runner:
                 raise
             self._fail_or_roll_back(exc)
             raise
+        except Interrupted:
+            raise  # the first Ctrl-C, already rolled back or halted at a step boundary
+        except KeyboardInterrupt:
+            # The second Ctrl-C: stop now, in the middle of a step, and roll nothing back here (an
+            # undo interrupted half-way is worse than none): resume re-observes and finishes it.
+            self.ctx.journal.append("halt", reason="interrupted by a second Ctrl-C")
+            raise Interrupted(f"{self.ctx.kind} {self.ctx.op_id} stopped by a second Ctrl-C in the middle of a "
+                              f"step", hint=f"`dcctl resume {self.ctx.op_id}` rolls it back or drives it forward "
+                                            f"(`dcctl status` shows where the roles are now)") from None
         except BaseException as exc:
             self._fail_or_roll_back(exc)
             raise
         finally:
             if locked and self._finished():
+                if os.environ.get("DCCTL_FAULT_BEFORE_UNLOCK"):
+                    os._exit(99)  # fault injection for tests: die between the journal's finish and the release
                 self.lock.release(self.owner)
             self.ctx.close()
+
+    def _interrupted_at_boundary(self, step: str) -> None:
+        """The first Ctrl-C, acted on once the step that was running has ended."""
+        started = [e["step"] for e in self.ctx.journal.entries() if e["event"] == "step_start"]
+        reason = f"interrupted by Ctrl-C after step {step}"
+        if self._past_no_return(started):
+            self.ctx.journal.append("halt", reason=reason)
+            raise Interrupted(f"{self.ctx.kind} {self.ctx.op_id} stopped after step {step} (Ctrl-C), past its "
+                              f"point of no return", hint=f"`dcctl resume {self.ctx.op_id}` drives it forward")
+        self._rollback(started, reason)
+        raise Interrupted(f"{self.ctx.kind} {self.ctx.op_id} rolled back after step {step} (Ctrl-C)",
+                          hint="nothing changed roles; run the operation again when ready")
 
     def _only_preflight_started(self) -> bool:
         return {e["step"] for e in self.ctx.journal.entries() if e["event"] == "step_start"} <= {"preflight"}
@@ -210,9 +281,14 @@ class Runner:
 
     def _acquire_lock(self, break_lock: bool) -> None:
         skip = tuple(self.ctx.args.get("unreachable_sites", ()))
-        self.lock.acquire(self.owner, break_stale=break_lock, skip_sites=skip)
-        self.ctx.journal.append("lock", sites=self.lock.held_at, unreachable=self.lock.unreachable,
-                                owner=self.owner.__dict__)
+        wait_at_test_barrier()
+        self.lock.acquire(self.owner, break_stale=break_lock, skip_sites=skip, say=self.ctx.say)
+        try:
+            self.ctx.journal.append("lock", sites=self.lock.held_at, unreachable=self.lock.unreachable,
+                                    owner=self.owner.__dict__)
+        except BaseException:
+            self.lock.release(self.owner)
+            raise
 
     def _past_no_return(self, started: list[str]) -> bool:
         return any(name in self.actions and self.actions[name].irreversible for name in started)
@@ -230,6 +306,11 @@ class Runner:
             if isinstance(exc, DcctlError) and not isinstance(exc, RefusedError):
                 raise OperationFailed(f"{ctx.kind} {ctx.op_id}: step {index}/{total} '{step.label}' failed: "
                                       f"{message}", hint=exc.hint, detail=exc.detail) from exc
+            if isinstance(exc, Exception) and not isinstance(exc, DcctlError):
+                # Unforeseen (a psycopg error, a bug): still one line naming the step; -v shows it whole.
+                raise OperationFailed(f"{ctx.kind} {ctx.op_id}: step {index}/{total} '{step.label}' failed: "
+                                      f"{message.splitlines()[0] if message.strip() else message}",
+                                      detail=message) from exc
             raise
         ctx.observed.update(observed)
         ctx.journal.append("step_end", step=step.label, seconds=round(time.monotonic() - started, 4),

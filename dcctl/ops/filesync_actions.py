@@ -36,6 +36,19 @@ def _pair(ctx: OpContext, store: str, source: str, target: str):
                      ctx.service.filesync, ctx.transport(source), ctx.transport(target), f"op-{ctx.op_id[-12:]}")
 
 
+def shown_name(path: str) -> str:
+    """A file name as reports and journals show it: readable UTF-8 as is; a backslash, a control
+    character or a byte that is not UTF-8 as \\xNN (a backslash as \\\\), so that every name can be
+    written as text and turned back into its exact bytes (bash's `printf '%b'` does it).
+
+    >>> shown_name("q/é.txt"), shown_name("q/bad\\udcffname"), shown_name("a\\\\b\\nc")
+    ('q/é.txt', 'q/bad\\\\xffname', 'a\\\\\\\\b\\\\x0ac')
+    """
+    raw = path.encode("utf-8", "surrogateescape").replace(b"\\", b"\\\\")
+    text = raw.decode("utf-8", "backslashreplace")
+    return "".join(f"\\x{ord(char):02x}" if ord(char) < 0x20 or ord(char) == 0x7f else char for char in text)
+
+
 def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
 
@@ -80,7 +93,7 @@ def _final_sync_store(ctx: OpContext, pair) -> dict[str, Any]:
             for side in sides.values():
                 if not side.ok:
                     raise side.error or OperationFailed(f"listing store {pair.store} did not finish in time")
-            return manifest.compare(sides["a"].value, sides["b"].value, pair.source_site, pair.target_site)
+            return pair.compare(sides["a"].value, sides["b"].value)
 
         found = differences()
         checked = None
@@ -164,7 +177,7 @@ def quarantine_files(ctx: OpContext) -> dict[str, Any]:
         directory = pair.quarantine(paths, tag) if paths else None
         report[store] = {"changed_after": _iso(since) or "unknown (no sync recorded: every file was compared)",
                          "count": len(paths), "directory": directory and f"{old}:{directory}",
-                         "files": paths[:LISTED]}
+                         "files": [shown_name(p) for p in paths[:LISTED]]}
         if paths:
             ctx.say(f"store {store}: {len(paths)} file(s) changed at {old} after the last sync, moved to {directory}")
     count = sum(r["count"] for r in report.values())

@@ -10,13 +10,14 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import yaml
 
+from dcctl.config.load import decode_utf8, safe_load_yaml
 from dcctl.errors import ConfigError
-
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "playbooks"
 
 BUILTIN_STEPS: dict[str, tuple[str, ...]] = {
     "switchover": ("preflight", "prepare", "checkpoint_primary", "stop_primary", "read_shutdown_checkpoint",
@@ -54,27 +55,35 @@ class Playbook:
         return [s.name for s in self.steps if s.hook]
 
 
+def shipped_playbooks() -> Traversable:
+    """The playbooks inside the installed package (the repository's playbooks/ is a symlink to them)."""
+    return resources.files("dcctl") / "data" / "playbooks"
+
+
 def load_playbook(operation: str, directory: str | Path | None = None) -> Playbook:
-    path = Path(directory or SHIPPED_DIR) / f"{operation}.yaml"
+    base = Path(directory) if directory else shipped_playbooks()
+    path = base / f"{operation}.yaml"
     try:
-        text = path.read_text()
+        text = decode_utf8(path.read_bytes(), str(path))
     except OSError as exc:
-        raise ConfigError([f"{path}: cannot read playbook: {exc.strerror}"],
-                          hint="set playbooks_dir in the config, or remove it to use the shipped playbooks") from None
+        hint = ("every operation needs its playbook in playbooks_dir; copy the missing one from the shipped "
+                "playbooks, or remove playbooks_dir" if directory else
+                "the playbooks shipped inside the dcctl package are missing: reinstall dcctl")
+        raise ConfigError([f"{path}: cannot read playbook: {exc.strerror or exc}"], hint=hint) from None
     return parse_playbook(operation, text, str(path))
 
 
 def parse_playbook(operation: str, text: str, source: str) -> Playbook:
     try:
-        raw = yaml.safe_load(text)
+        raw = safe_load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError([f"{source}: invalid YAML: {exc}"]) from None
     problems = []
     if not isinstance(raw, dict):
         raise ConfigError([f"{source}: expected a mapping with operation and steps"])
     if raw.get("operation") != operation:
-        problems.append(f"{source}: operation: expected {json.dumps(operation)}, got {json.dumps(raw.get('operation'))}")
-    unknown = set(raw) - {"operation", "steps", "description"}
+        problems.append(f"{source}: operation: expected {json.dumps(operation)}, got {json.dumps(raw.get('operation'), default=str)}")
+    unknown = set(map(str, raw)) - {"operation", "steps", "description"}
     for name in sorted(unknown):
         problems.append(f"{source}: {name}: unknown key; known keys: operation, steps, description")
     entries = raw.get("steps")
@@ -93,7 +102,7 @@ def parse_playbook(operation: str, text: str, source: str) -> Playbook:
         elif isinstance(entry, dict) and set(entry) == {"hook"} and isinstance(entry["hook"], str) and entry["hook"]:
             steps.append(PlaybookStep(entry["hook"], hook=True))
         else:
-            problems.append(f"{where}: expected a built-in step name or {{hook: NAME}}, got {json.dumps(entry)}")
+            problems.append(f"{where}: expected a built-in step name or {{hook: NAME}}, got {json.dumps(entry, default=str)}")
     order = [s.name for s in steps if not s.hook]
     if not problems and order != list(builtin):
         missing = [name for name in builtin if name not in order]

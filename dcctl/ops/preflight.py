@@ -52,12 +52,26 @@ def switchover_refusals(view: ServiceView, service: ServiceConfig, old: str | No
                            f"{human_bytes(limit)}): wait for it to catch up")
         if n.node.replay_paused:
             reasons.append(f"replay is paused on {new}: SELECT pg_wal_replay_resume() there first")
+        silence = receiver_silence(n.node, service.operation.max_receipt_age)
+        if silence:
+            reasons.append(f"standby {new}: {silence}")
     for site in (o, n):
         if site.node:
             for problem in readiness_problems(site.node.settings):
                 if "pg_rewind" in problem:
                     reasons.append(f"{site.site}: {problem}")
     return reasons
+
+
+def receiver_silence(node, limit: float) -> str | None:
+    """Why the standby's WAL receiver looks hung, or None. A receiver that does not answer holds the
+    old primary's fast shutdown (its walsender waits for the shutdown checkpoint to be confirmed,
+    up to wal_sender_timeout), and then the replay."""
+    if not limit or node.receipt_age is None or node.receipt_age <= limit:
+        return None
+    return (f"its WAL receiver last heard from the primary {node.receipt_age:.1f} s ago (operation.max_receipt_age "
+            f"is {limit:g} s): it may be hung, and the switchover would wait on it; see pg_stat_wal_receiver "
+            f"(its pid) and the standby's log, or restart the standby")
 
 
 def failover_refusals(view: ServiceView, old: str | None, new: str | None, *, fence_command: str | None,

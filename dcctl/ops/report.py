@@ -3,6 +3,8 @@ journal alone (so a resumed or crashed operation reports the same way)."""
 from __future__ import annotations
 
 import json
+import math
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,9 +39,9 @@ def build_report(entries: list[dict[str, Any]]) -> dict[str, Any]:
     if header["kind"] == "drill" and outcome == "rolled_back":
         outcome = "failed"  # a drill has no roles to roll back: it failed, and its copy was removed
     window = None
-    if "writable_at" in observed:
+    if _number(observed.get("writable_at")):
         began = observed.get("writes_stopped_at", start if header["kind"] == "failover" else None)
-        if began is not None:
+        if _number(began):
             window = round(observed["writable_at"] - began, 4)
     return {
         "operation": header["op"], "kind": header["kind"], "service": header["service"],
@@ -80,15 +82,26 @@ def write_report(journal: Journal) -> tuple[Path, Path]:
     report = build_report(journal.entries())
     json_path = journal.directory / "report.json"
     md_path = journal.directory / "report.md"
-    json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    md_path.write_text(markdown(report))
+    write_private(json_path, json.dumps(report, indent=2, default=str) + "\n")
+    write_private(md_path, markdown(report))
     if report["kind"] == "drill":
         from dcctl.drill.html import render_html
 
         html_path = journal.directory / "report.html"
-        html_path.write_text(render_html(report))
+        write_private(html_path, render_html(report))
         return json_path, html_path
     return json_path, md_path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a report readable by its owner only, like the journal it is made from (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # a report written before by an older dcctl may still be 0644
+        with os.fdopen(fd, "w", encoding="utf-8", closefd=False) as handle:
+            handle.write(text)
+    finally:
+        os.close(fd)
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -110,10 +123,14 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(f"| {step['step']} | {offset} | {took} | {outcome} |")
     lines += ["", "## Observed", ""]
     for key, value in r["observed"].items():
-        if isinstance(value, float) and value > 1e9:
+        if _number(value) and isinstance(value, float) and 1e9 < value < 253402300799:
             value = _iso(value)
         lines.append(f"- {key}: {json.dumps(value, default=str) if isinstance(value, (list, dict)) else value}")
     return "\n".join(lines) + "\n"
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _iso(ts: float) -> str:

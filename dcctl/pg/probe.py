@@ -47,4 +47,5 @@ def node_status_from_row(row: dict[str, Any]) -> NodeStatus:
         server_now=row["server_now"], receiver_status=row["receiver_status"], receiver_slot=row["receiver_slot"],
         upstream=row["upstream"], server_version=row["server_version"], slots=slots,
         settings=dict(row["settings"] or {}),
+        receipt_age=row.get("receipt_age") if in_recovery else None,
     )

@@ -17,6 +17,7 @@ SELECT
   r.status AS receiver_status,
   r.received_tli AS received_timeline,
   r.slot_name AS receiver_slot,
+  EXTRACT(epoch FROM pg_catalog.clock_timestamp() - r.last_msg_receipt_time)::float8 AS receipt_age,
   CASE WHEN r.sender_host IS NOT NULL THEN r.sender_host || ':' || r.sender_port END AS upstream,
   pg_catalog.current_setting('server_version_num')::int AS server_version,
   (SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
@@ -27,9 +28,23 @@ SELECT
   (SELECT pg_catalog.json_object_agg(name, setting) FROM pg_catalog.pg_settings
    WHERE name IN ('wal_level', 'wal_log_hints', 'data_checksums', 'hot_standby', 'max_wal_senders',
                   'max_replication_slots', 'full_page_writes', 'primary_slot_name', 'wal_keep_size',
-                  'archive_mode')) AS settings
+                  'archive_mode', 'wal_receiver_timeout')) AS settings
 FROM (SELECT 1) AS one
 LEFT JOIN pg_catalog.pg_stat_wal_receiver r ON true
+"""
+
+# Any transaction that takes an XID writes a commit record, which the walsender streams once it
+# is flushed (at once, or by the WAL writer within wal_writer_delay: this commit wrote nothing else).
+STREAM_NUDGE = """
+SELECT pg_catalog.txid_current()
+"""
+
+SERVER_NOW = """
+SELECT pg_catalog.clock_timestamp() AS now
+"""
+
+RECEIVER_HEARD_SINCE = """
+SELECT r.last_msg_receipt_time >= %s AS heard FROM pg_catalog.pg_stat_wal_receiver r
 """
 
 REPLICATION_STREAMING = """

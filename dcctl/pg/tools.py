@@ -61,8 +61,8 @@ _SIGNAL_STOP = r'''
 data="$1"; sig="$2"; ticks="$3"; reap="$4"; pidfile="$data/postmaster.pid"
 # A process that is gone or a zombie (killed, not yet reaped) has an empty cmdline.
 cmdline() { tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null; }
-[ -e "$pidfile" ] || { echo "not running"; exit 0; }
-pid=$(head -n 1 "$pidfile")
+pid=$(head -n 1 "$pidfile" 2>/dev/null)  # gone, or going away as we read it: not running
+[ -n "$pid" ] || { echo "not running"; exit 0; }
 cmd=$(cmdline "$pid")
 if [ -z "$cmd" ]; then
   # Killed but not yet reaped: PostgreSQL refuses to start while that PID exists, so a stop that
@@ -93,6 +93,40 @@ def signal_stop(data_dir: str, mode: str, timeout: float, wait_reaped: bool | No
             "1" if reap else "0"]
 
 
+# The start of a script that acts on the postmaster of data directory $1: finds it in
+# postmaster.pid and checks that the PID runs in that directory (its working directory), so a
+# reused PID is never signalled; sets $data, $pidfile, $pid; the other arguments are left in $@.
+_VERIFIED_POSTMASTER = r'''
+data="$1"; shift; pidfile="$data/postmaster.pid"
+cmdline() { tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null; }
+pid=$(head -n 1 "$pidfile" 2>/dev/null)  # gone, or going away as we read it: not running
+[ -n "$pid" ] || { echo "not running"; exit 0; }
+[ -n "$(cmdline "$pid")" ] || { echo "not running (stale postmaster.pid)"; exit 0; }
+real=$(cd "$data" && pwd -P)
+if [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" != "$real" ]; then
+  echo "postmaster.pid names process $pid, which does not run in $real: $(cmdline "$pid")" >&2; exit 3
+fi
+'''
+
+
+# SIGTERM the walsenders of the postmaster of data_dir (its PID checked against the data
+# directory first). A fast shutdown that has written its shutdown checkpoint still waits for each
+# walsender to have its standby confirm it; a hung WAL receiver never does.
+_END_WALSENDERS = _VERIFIED_POSTMASTER + r'''
+ended=""
+for kid in $(grep -l "^PPid:[[:space:]]*$pid\$" /proc/[0-9]*/status 2>/dev/null | cut -d/ -f3); do
+  case "$(cmdline "$kid")" in
+    postgres:*walsender*) kill -TERM "$kid" 2>/dev/null && ended="$ended $kid" ;;
+  esac
+done
+echo "walsenders ended:${ended:- none}"
+'''
+
+
+def end_walsenders(data_dir: str) -> list[str]:
+    return ["sh", "-c", _END_WALSENDERS, "dcctl-end-walsenders", data_dir]
+
+
 def pg_ctl_start_nowait(bin_dir: str, data_dir: str, log_file: str) -> list[str]:
     return [_bin(bin_dir, "pg_ctl"), "start", "-D", data_dir, "-l", log_file, "-W"]
 
@@ -112,3 +146,54 @@ def pg_waldump(bin_dir: str, wal_dir: str, timeline: int, start: str, start_segm
     # start segment alone it stops at that segment's end.
     return [_bin(bin_dir, "pg_waldump"), "--path", wal_dir, "--timeline", str(timeline), "--start", start,
             start_segment, end_segment]
+
+
+# Fence a postmaster within a bounded time whatever state it is in: each stage sends its signal
+# and waits its share of the deadline. A frozen (SIGSTOPped) or hung server ignores SIGINT and
+# SIGQUIT until it is thawed, so the last stage SIGKILLs the postmaster AND its children: a
+# backend left alive could still acknowledge a commit when thawed. The PID is checked against
+# the data directory (the postmaster's working directory) before anything is signalled.
+_FENCE = _VERIFIED_POSTMASTER + r'''
+now() { read -r up _ < /proc/uptime; echo "${up%.*}${up#*.}"; }  # centiseconds, no fork
+children() { grep -l "^PPid:[[:space:]]*$pid\$" /proc/[0-9]*/status 2>/dev/null | cut -d/ -f3; }
+frozen() { grep -q '^State:[[:space:]]*T' "/proc/$pid/status" 2>/dev/null; }
+gone() { for p in "$@"; do [ -n "$(cmdline "$p")" ] && return 1; done; return 0; }
+while [ "$#" -ge 2 ]; do
+  sig="$1"; budget="$2"; shift 2
+  if [ "$sig" != KILL ] && frozen; then
+    echo "PostgreSQL (pid $pid) is stopped (SIGSTOP): skipping SIG$sig" >&2; continue
+  fi
+  if [ "$sig" = KILL ]; then
+    kids=$(children)
+    kill -KILL "$pid" $kids 2>/dev/null
+    watch="$pid $kids"
+  else
+    kill -"$sig" "$pid" 2>/dev/null
+    watch="$pid"
+  fi
+  end=$(( $(now) + budget ))
+  while [ "$(now)" -lt "$end" ]; do
+    if [ "$sig" != KILL ] && [ ! -e "$pidfile" ]; then echo "stopped (SIG$sig)"; exit 0; fi
+    # shellcheck disable=SC2086
+    if gone $watch; then echo "stopped (SIG$sig)"; exit 0; fi
+    sleep 0.01
+  done
+  echo "PostgreSQL (pid $pid) still running after SIG$sig" >&2
+done
+exit 5
+'''
+# The escalation, as data: (mode, signal, share of the fence deadline).
+FENCE_STAGES = (("fast", "INT", 0.4), ("immediate", "QUIT", 0.3), ("kill", "KILL", 0.3))
+
+
+def fence_postmaster(data_dir: str, deadline: float) -> list[str]:
+    """argv that stops the postmaster of data_dir within `deadline` seconds, escalating (each
+    stage's budget in hundredths of a second).
+
+    >>> fence_postmaster("/pg", 10)[5:]
+    ['INT', '400', 'QUIT', '300', 'KILL', '300']
+    """
+    stages = []
+    for _mode, signal, share in FENCE_STAGES:
+        stages += [signal, str(max(1, int(deadline * share * 100)))]
+    return ["sh", "-c", _FENCE, "dcctl-fence", data_dir, *stages]

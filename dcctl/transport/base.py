@@ -25,10 +25,24 @@ class Completed:
     def check(self, what: str | None = None) -> "Completed":
         """Raise ToolError (with the tool's stderr) unless the command succeeded."""
         if self.rc != 0:
-            label = what or shlex.join(self.argv[:2])
+            label = what or command_label(self.argv)
             raise ToolError(f"{label} failed with exit code {self.rc}", rc=self.rc,
                             stderr=self.stderr or self.stdout)
         return self
+
+
+def command_label(argv: Sequence[str]) -> str:
+    """A short name for a command in messages: a script run with `sh -c` is named by its $0,
+    never quoted whole.
+
+    >>> command_label(["sh", "-c", "long script", "dcctl-fence", "/pg"])
+    'dcctl-fence /pg'
+    >>> command_label(["pg_ctl", "start", "-D", "/pg", "-l", "log"])
+    'pg_ctl start -D'
+    """
+    if len(argv) >= 3 and argv[0] in ("sh", "bash") and argv[1] == "-c":
+        return shlex.join(argv[3:5]) if len(argv) > 3 else f"{argv[0]} -c script"
+    return shlex.join(argv[:3])
 
 
 class Transport(abc.ABC):
@@ -52,6 +66,11 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
         """Write atomically (temp file + rename) so a reader never sees half a file."""
+
+    @abc.abstractmethod
+    def create_exclusive(self, path: str, data: bytes, mode: int = 0o644) -> bool:
+        """Create `path` holding `data` unless it exists, in one atomic step: True if this call
+        created it, False if it was already there. A reader sees no file or the whole of `data`."""
 
     def connect(self) -> None:
         """Open the connection now (ssh), so later commands pay no handshake. Raises UnreachableError."""

@@ -14,7 +14,7 @@ import threading
 from typing import Sequence
 
 from dcctl.errors import CommandTimeout, DcctlError, ToolError
-from dcctl.transport.base import Completed, OutputCallback, Transport
+from dcctl.transport.base import Completed, OutputCallback, Transport, command_label
 
 
 class LocalTransport(Transport):
@@ -57,7 +57,7 @@ class LocalTransport(Transport):
                 out, err = _communicate_streaming(proc, data, timeout, on_stderr)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
-            raise CommandTimeout(f"{argv[0]} did not finish within {timeout:g} s on site {self.site}") from None
+            raise CommandTimeout(f"{command_label(argv)} did not finish within {timeout:g} s on site {self.site}") from None
         except BaseException:
             _kill_group(proc)
             raise
@@ -72,9 +72,9 @@ class LocalTransport(Transport):
         except OSError as exc:
             raise DcctlError(f"cannot read {path} on site {self.site}: {exc.strerror}") from None
 
-    def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
-        directory = os.path.dirname(path) or "."
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".dcctl-")
+    def _write_temp(self, directory: str, data: bytes, mode: int, prefix: str) -> str:
+        """A new file in `directory` holding `data`, flushed to disk, with its mode and owner set."""
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -83,11 +83,42 @@ class LocalTransport(Transport):
             os.chmod(tmp, mode)
             if self.user:
                 os.chown(tmp, self.user.pw_uid, self.user.pw_gid)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return tmp
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        directory = os.path.dirname(path) or "."
+        tmp = self._write_temp(directory, data, mode, ".dcctl-")
+        try:
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+
+    def create_exclusive(self, path: str, data: bytes, mode: int = 0o644) -> bool:
+        # Written in full under a temporary name, then hard-linked to `path`: link() fails if
+        # `path` exists (as O_EXCL does) and never shows a half-written file, even after a kill.
+        directory = os.path.dirname(path) or "."
+        tmp = self._write_temp(directory, data, mode, ".dcctl-excl-")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+        _fsync_dir(directory)
+        return True
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _communicate_streaming(proc: subprocess.Popen, data: bytes | None, timeout: float,

@@ -21,7 +21,7 @@ from paramiko.common import cMSG_CHANNEL_REQUEST
 
 from dcctl.config.schema import SshTransportConfig
 from dcctl.errors import CommandTimeout, DcctlError, HostKeyError, UnreachableError
-from dcctl.transport.base import Completed, OutputCallback, Transport
+from dcctl.transport.base import Completed, OutputCallback, Transport, command_label
 
 _CHUNK = 65536
 
@@ -84,6 +84,15 @@ class SshTransport(Transport):
                                f"{exc.strerror or exc}",
                                hint=f"create it with the host's verified key, e.g. ssh-keyscan -p {c.port} "
                                     f"-t ed25519 {c.host} >> {c.known_hosts}") from None
+        except paramiko.hostkeys.InvalidHostKey as exc:
+            raise HostKeyError(f"site {self.site}: known_hosts file {c.known_hosts} has a malformed line"
+                               f"{_line_number(c.known_hosts, exc.line)}: {_clip(exc.line)}",
+                               hint=f"fix or remove that line (ssh-keygen -l -f {c.known_hosts} shows which "
+                                    f"lines it can read), then add the host's verified key") from None
+        except UnicodeDecodeError:
+            raise HostKeyError(f"site {self.site}: known_hosts file {c.known_hosts} is not UTF-8 text",
+                               hint=f"check that {c.known_hosts} is a known_hosts file (ssh-keygen -l -f "
+                                    f"{c.known_hosts})") from None
         client.set_missing_host_key_policy(_RejectUnknownHost(self))
         try:
             # Our own socket, with Nagle off: each small request/reply (exec, SFTP) otherwise waits
@@ -189,12 +198,12 @@ class SshTransport(Transport):
                 _signal(chan, "KILL")  # before the close: the request needs the open channel
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise UnreachableError(f"site {self.site}: lost the SSH connection to {self.config.host}:"
-                                   f"{self.config.port} while running {argv[0]}: {str(exc) or type(exc).__name__}"
+                                   f"{self.config.port} while running {command_label(argv)}: {str(exc) or type(exc).__name__}"
                                    ) from None
         finally:
             chan.close()
         if rc is None:
-            raise CommandTimeout(f"{shlex.join(argv[:3])} did not finish within {timeout:g} s on site "
+            raise CommandTimeout(f"{command_label(argv)} did not finish within {timeout:g} s on site "
                                  f"{self.site} ({self.description})")
         return Completed(argv, rc, out.decode(errors="replace"), err.decode(errors="replace"))
 
@@ -285,6 +294,59 @@ class SshTransport(Transport):
             except Exception:
                 pass
             raise self._file_error("write", path, exc) from None
+
+    def create_exclusive(self, path: str, data: bytes, mode: int = 0o644) -> bool:
+        # SFTP's plain RENAME (unlike posix-rename@openssh.com) fails when the target exists;
+        # OpenSSH's sftp-server does it with link(), so the whole file appears at once or not at all.
+        sftp = self._sftp_client()
+        tmp = posixpath.join(posixpath.dirname(path) or ".",
+                             f".dcctl-{posixpath.basename(path)}.{secrets.token_hex(4)}.excl")
+        created = False
+        try:
+            with sftp.open(tmp, "wb") as fh:
+                fh.chmod(mode)
+                fh.write(data)
+            try:
+                sftp.rename(tmp, path)
+                created = True
+                return True
+            except OSError:
+                if self._exists(sftp, path):
+                    return False  # the server's generic "Failure": the target was there
+                raise
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise self._file_error("create", path, exc) from None
+        finally:
+            if not created:
+                try:
+                    sftp.remove(tmp)
+                except Exception:
+                    pass  # never written, or the connection is gone
+
+    @staticmethod
+    def _exists(sftp: paramiko.SFTPClient, path: str) -> bool:
+        try:
+            sftp.lstat(path)
+            return True
+        except FileNotFoundError:
+            return False
+
+
+def _line_number(path: str, line: str) -> str:
+    """` (line N)` where `line` stands in the file, or "" when it cannot be found again."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for number, text in enumerate(handle, start=1):
+                if text.strip() == line.strip():
+                    return f" (line {number})"
+    except OSError:
+        pass
+    return ""
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _feed(chan: paramiko.Channel, data: bytes) -> None:

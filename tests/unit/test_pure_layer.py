@@ -12,7 +12,8 @@ PURE = ["model.py", "errors.py", "status_report.py", "config/schema.py", "config
         "pg/tools.py", "pg/queries.py", "lab/layout.py", "lab/config_gen.py", "units.py", "checks/result.py",
         "checks/catalog.py", "checks/disk.py", "pg/controldata.py", "pg/timeline.py", "pg/standby_conf.py",
         "ops/playbook.py", "ops/preflight.py", "ops/report.py", "ops/generation.py",
-        "filesync/layout.py", "filesync/rsync.py", "filesync/decide.py", "filesync/state.py", "checks/filesync.py"]
+        "filesync/layout.py", "filesync/rsync.py", "filesync/decide.py", "filesync/state.py", "checks/filesync.py",
+        "ops/resume_check.py"]
 FORBIDDEN = {"subprocess", "socket", "psycopg", "paramiko", "threading"}
 
 
