@@ -5,8 +5,8 @@ Each agent is the real `python -m dcctl agent run` process. A scrape is one full
 /metrics on a new connection (as Prometheus does against this HTTP/1.0 server), timed from
 connect to the last byte, and checked. Results are recorded in docs/benchmarks.md.
 
-    .venv/bin/python bench/agent.py [--scrapes 500] [--duration 600] [--interval 5]
-                                    [--pace 0.02] [--transport local|ssh|both] [--json FILE] [--keep]
+    .venv/bin/python -m bench.agent [--scrapes 500] [--duration 600] [--interval 5]
+                                   [--pace 0.02] [--transport local|ssh|both] [--json FILE] [--keep]
 """
 from __future__ import annotations
 
@@ -15,26 +15,22 @@ import base64
 import http.client
 import json
 import os
-import platform
 import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from dcctl.lab.procs import free_port_block  # noqa: F401  (shared by the scripts)
-from dcctl.lab.agents import AgentProcess  # noqa: E402
-from dcctl.lab.faults import Tarpit  # noqa: E402
-from dcctl.lab.lab import Lab, lab_down  # noqa: E402
-from dcctl.lab.layout import PRIMARY_SITE, STANDBY_SITE  # noqa: E402
+from bench.common import REPO, machine, scratch_lab
+from dcctl.lab.agents import AgentProcess
+from dcctl.lab.faults import Tarpit
+from dcctl.lab.lab import Lab
+from dcctl.lab.layout import PRIMARY_SITE, STANDBY_SITE
+from dcctl.lab.procs import free_port_block
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -253,12 +249,9 @@ def soak(lab: Lab, work: Path, duration: float, interval: float) -> dict:
 
 
 def bench_transport(transport: str, args) -> dict:
-    root = Path(tempfile.mkdtemp(prefix=f"dcctl-bench-agent-{transport}-", dir="/tmp"))
-    root.chmod(0o755)
-    directory = root / "lab"
-    work = root / "work"
-    work.mkdir()
-    try:
+    with scratch_lab(f"dcctl-bench-agent-{transport}-", args.keep, f"[{transport}] ") as directory:
+        work = directory.parent / "work"
+        work.mkdir()
         print(f"[{transport}] lab up in {directory}", file=sys.stderr)
         lab = Lab.up(directory, base_port=free_port_block(), transport=transport)
         out = {"transport": transport, **scrape_cases(lab, work, args.scrapes, args.interval, args.pace)}
@@ -267,15 +260,6 @@ def bench_transport(transport: str, args) -> dict:
         config = yaml.safe_load(lab.spec.config_path.read_text())
         out["site_timeout"] = config["site_timeout"]
         return out
-    finally:
-        if args.keep:
-            print(f"[{transport}] --keep: lab left in {directory}; remove with `dcctl lab down --dir {directory}`",
-                  file=sys.stderr)
-        else:
-            lab_down(directory)
-            import shutil
-
-            shutil.rmtree(root, ignore_errors=True)
 
 
 def summary(times: list[float]) -> dict:
@@ -286,16 +270,6 @@ def summary(times: list[float]) -> dict:
 
     return {"scrapes": len(times), "median_ms": 1000 * statistics.median(times), "p99_ms": 1000 * rank(0.99),
             "max_ms": 1000 * ordered[-1], "mean_ms": 1000 * statistics.fmean(times)}
-
-
-def machine() -> dict:
-    model = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return {"nproc": len(os.sched_getaffinity(0)), "cpu": model, "python": platform.python_version(),
-            "kernel": platform.release()}
 
 
 def mib(value: float) -> str:

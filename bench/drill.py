@@ -28,9 +28,9 @@ that streams from the same upstream on the same timeline, its slot active; the t
 have the same pids, the standby's WAL receiver the same pid (replication was never interrupted),
 the drill port must be free and the scratch directory gone. Any difference stops the benchmark.
 
-    .venv/bin/python bench/drill.py [--scales 10,100] [--runs 5] [--rate 200] [--window 20]
-                                    [--rounds 3] [--demo-runs 3] [--skip-latency] [--skip-demo]
-                                    [--json FILE]
+    .venv/bin/python -m bench.drill [--scales 10,100] [--runs 5] [--rate 200] [--window 20]
+                                   [--rounds 3] [--demo-runs 3] [--skip-latency] [--skip-demo]
+                                   [--json FILE]
 """
 from __future__ import annotations
 
@@ -41,40 +41,22 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from status import machine  # noqa: E402
-from workload import load_pgbench  # noqa: E402
-
-from dcctl.lab import procs  # noqa: E402
-from dcctl.lab.procs import free_port_block  # noqa: F401  (shared by the scripts)
-from dcctl.lab.lab import Lab, lab_down  # noqa: E402
-from dcctl.lab.layout import APP_DATABASE, PRIMARY_SITE, STANDBY_SITE  # noqa: E402
-from dcctl.lab.writer import Writer  # noqa: E402
+from bench.common import REPO, machine, new_root, say, scratch_lab
+from bench.workload import load_pgbench
+from dcctl.lab import procs
+from dcctl.lab.lab import Lab, lab_down
+from dcctl.lab.layout import APP_DATABASE, PRIMARY_SITE, STANDBY_SITE
+from dcctl.lab.procs import free_port_block
+from dcctl.lab.writer import Writer
 
 TARGETS = {"drill_wall_scale10": 10.0, "p99_ratio": 2.0, "demo": 60.0}
 PARTS = [("copy_standby", "copy"), ("start_copy", "start"), ("promote_copy", "promote"), ("verify", "checks"),
          ("cleanup", "clean-up")]
 DRILL_PORT_OFFSET = 6  # the lab's generated config puts drill.port at base_port + 6
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-
-
-def new_root(prefix: str) -> Path:
-    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    root.chmod(0o755)  # the postgres user must be able to enter it
-    return root
 
 
 def remove_root(root: Path) -> None:
@@ -209,10 +191,8 @@ def one_drill(lab: Lab, baseline: dict, what: str) -> dict:
 
 
 def bench_scale(scale: int, args, latency: bool) -> dict:
-    root = new_root(f"dcctl-bench-drill-s{scale}-")
-    directory = root / "lab"
     out: dict = {"scale": scale, "runs": []}
-    try:
+    with scratch_lab(f"dcctl-bench-drill-s{scale}-") as directory:
         base_port = free_port_block()
         say(f"[scale {scale}] lab up in {directory} (ports {base_port}..{base_port + 7})")
         lab = Lab.up(directory, base_port=base_port, transport="local")
@@ -230,9 +210,6 @@ def bench_scale(scale: int, args, latency: bool) -> dict:
                 + ", ".join(f"{k} {v:.2f}" for k, v in run["parts"].items()))
         if latency:
             out["latency"] = [latency_round(lab, baseline, args, r) for r in range(1, args.rounds + 1)]
-    finally:
-        lab_down(directory)
-        remove_root(root)
     return out
 
 

@@ -26,7 +26,7 @@ once, as systemd or any ordinary init would. This sandbox's PID 1 reaps orphans 
 second, and until then the zombie's PID answers `kill -0`, which dcctl's stop script waits on.
 `--no-reaper` measures that case. Results: docs/benchmarks.md.
 
-    .venv/bin/python bench/failover.py [--runs 5] [--transport local|ssh|both] [--rate 200] [--between 3]
+    .venv/bin/python -m bench.failover [--runs 5] [--transport local|ssh|both] [--rate 200] [--between 3]
                                        [--no-reaper] [--keep] [--json FILE]
 """
 from __future__ import annotations
@@ -38,25 +38,19 @@ import os
 import signal
 import statistics
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from report import print_run_header, print_step_medians  # noqa: E402
-from status import free_port_block, machine  # noqa: E402
-from switchover import cli_json, journal_entries, other, overheads, say  # noqa: E402
-
-from dcctl.lab import procs  # noqa: E402
-from dcctl.lab.lab import Lab, lab_down  # noqa: E402
-from dcctl.lab.layout import PRIMARY_SITE  # noqa: E402
-from dcctl.lab.writer import Writer, missing_ids  # noqa: E402
+from bench.common import machine, say, scratch_lab
+from bench.report import print_run_header, print_step_medians
+from bench.switchover import cli_json, journal_entries, other, overheads
+from dcctl.lab import procs
+from dcctl.lab.lab import Lab
+from dcctl.lab.layout import PRIMARY_SITE
+from dcctl.lab.procs import free_port_block
+from dcctl.lab.writer import Writer, missing_ids
 
 TARGET = 0.5  # seconds, local transport: dcctl start -> first commit on the new primary
 PR_SET_CHILD_SUBREAPER = 36
@@ -142,17 +136,14 @@ def one_failover(lab: Lab, writer: Writer, index: int, primary: str, reaper: boo
 
 
 def bench_transport(transport: str, args) -> dict:
-    root = Path(tempfile.mkdtemp(prefix=f"dcctl-bench-failover-{transport}-", dir="/tmp"))
-    root.chmod(0o755)
-    directory = root / "lab"
     out: dict = {"transport": transport, "reaper": args.reaper, "runs": [], "rejoins": []}
-    try:
+    with scratch_lab(f"dcctl-bench-failover-{transport}-", args.keep, f"[{transport}] ") as directory:
         say(f"[{transport}] lab up in {directory}")
         lab = Lab.up(directory, base_port=free_port_block(), transport=transport)
         config = str(lab.spec.config_path)
         out["postgres_version"] = subprocess.run([f"{lab.spec.bin_dir}/pg_ctl", "--version"], capture_output=True,
                                                  text=True, check=True).stdout.strip()
-        with Writer(lab.spec.app_dsn(), rate=args.rate) as writer:
+        with Writer(lab.spec.app_dsn(), rate=args.rate, retry_delay=args.retry_delay) as writer:
             writer.wait_for_commits(50)
             primary = PRIMARY_SITE
             for index in range(1, args.runs + 1):
@@ -179,15 +170,6 @@ def bench_transport(transport: str, args) -> dict:
                                 if i not in lost_at_kills]
         say(f"[{transport}] {out['acknowledged']} commits acknowledged; {len(lost_at_kills)} lost at kills, "
             f"{len(out['missing_other'])} missing otherwise")
-    finally:
-        if args.keep:
-            say(f"[{transport}] --keep: lab left in {directory}; remove with `dcctl lab down --dir {directory}`")
-        else:
-            lab_down(directory)
-            try:
-                root.rmdir()
-            except OSError:
-                pass
     return out
 
 
@@ -238,6 +220,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="failovers per transport (default 5)")
     parser.add_argument("--transport", choices=["local", "ssh", "both"], default="local")
     parser.add_argument("--rate", type=float, default=200.0, help="writer transactions per second (default 200)")
+    parser.add_argument("--retry-delay", type=float, default=0.03,
+                        help="seconds the writer waits after an error before reconnecting, as applications do "
+                             "(default 0.03)")
     parser.add_argument("--between", type=float, default=3.0, help="seconds of writing before each failover")
     parser.add_argument("--no-reaper", dest="reaper", action="store_false",
                         help="leave killed postmasters to PID 1 (here: reaped only about once a second)")

@@ -11,7 +11,7 @@
 3. rss: the agent watching a 1,000,000-file store (1,000 folders), its RSS sampled every second
    while a writer adds 50 files per second for 60 s.
 
-    .venv/bin/python bench/filesync.py [--parts initial,lag,rss] [--runs 2] [--json FILE] [--keep]
+    .venv/bin/python -m bench.filesync [--parts initial,lag,rss] [--runs 2] [--json FILE] [--keep]
 
 Big trees are removed at the end (they sit in the labs, which are taken down).
 """
@@ -22,36 +22,27 @@ import hashlib
 import json
 import math
 import os
-import platform
 import random
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import yaml
+from inotify_simple import INotify, flags
 
-import yaml  # noqa: E402
-from inotify_simple import INotify, flags  # noqa: E402
-
-from dcctl.lab.procs import free_port_block  # noqa: F401  (shared by the scripts)
-from dcctl.lab.agents import AgentProcess  # noqa: E402
-from dcctl.lab.lab import Lab, lab_down  # noqa: E402
+from bench import common
+from bench.common import REPO, new_root, say
+from dcctl.lab.agents import AgentProcess
+from dcctl.lab.lab import Lab, lab_down
+from dcctl.lab.procs import free_port_block
 
 PYTHON = sys.executable
 WRITER_PYTHON = "/usr/bin/python3"  # the writers run as the lab user, who may not reach the venv (e.g. under /root)
-
-
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def drop_caches() -> None:
@@ -304,12 +295,9 @@ def rss(root: Path, files: int, rate: float, seconds: float) -> dict:
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "?")
     rsync = subprocess.run(["rsync", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(), "cpu": cpu,
-            "kernel": platform.release(), "python": platform.python_version(), "rsync": rsync,
-            "load_average_at_start": os.getloadavg()}
+    return {**common.machine(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "cpus": os.cpu_count(), "rsync": rsync, "load_average_at_start": os.getloadavg()}
 
 
 def main() -> None:
@@ -324,8 +312,7 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: the page cache is dropped between runs, and the labs run as postgres")
-    root = Path(tempfile.mkdtemp(prefix="dcctl-bench-fs-", dir="/tmp"))
-    root.chmod(0o755)
+    root = new_root("dcctl-bench-fs-")
     results: dict = {"machine": machine()}
     try:
         parts = args.parts.split(",")

@@ -22,8 +22,8 @@ recorded (and fails the target); the site is then rebuilt with `dcctl replicatio
 and the runs go on (`--keep-failed` stops there instead and leaves the lab as it is). Results:
 docs/benchmarks.md.
 
-    .venv/bin/python bench/rejoin.py [--scales 10,100] [--runs 5] [--diverge 100] [--transport local|ssh]
-                                     [--no-settle] [--no-explain] [--keep-failed] [--keep] [--json FILE]
+    .venv/bin/python -m bench.rejoin [--scales 10,100] [--runs 5] [--diverge 100] [--transport local|ssh]
+                                   [--no-settle] [--no-explain] [--keep-failed] [--keep] [--json FILE]
 """
 from __future__ import annotations
 
@@ -34,24 +34,18 @@ import re
 import signal
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from report import print_run_header, print_step_medians  # noqa: E402
-from status import free_port_block, machine  # noqa: E402
-from switchover import cli_json, other, overheads, run_cli, say  # noqa: E402
-
-from dcctl.lab import procs  # noqa: E402
-from dcctl.lab.lab import Lab, lab_down  # noqa: E402
-from dcctl.lab.layout import APP_DATABASE, PRIMARY_SITE, SUPERUSER  # noqa: E402
-from dcctl.pg.tools import conninfo  # noqa: E402
+from bench.common import machine, say, scratch_lab
+from bench.report import print_run_header, print_step_medians
+from bench.switchover import cli_json, other, overheads, run_cli
+from dcctl.lab import procs
+from dcctl.lab.lab import Lab
+from dcctl.lab.layout import APP_DATABASE, PRIMARY_SITE, SUPERUSER
+from dcctl.lab.procs import free_port_block
+from dcctl.pg.tools import conninfo
 
 TARGET = 1.5  # seconds, at every scale
 
@@ -221,11 +215,12 @@ def explain_rewind(lab: Lab, config: str, old: str, count: int, break_lock: bool
 
 
 def bench_scale(scale: int, args) -> dict:
-    root = Path(tempfile.mkdtemp(prefix=f"dcctl-bench-rejoin-s{scale}-", dir="/tmp"))
-    root.chmod(0o755)
-    directory = root / "lab"
     out: dict = {"scale": scale, "transport": args.transport, "runs": []}
-    try:
+
+    def kept() -> bool:
+        return args.keep or bool(args.keep_failed and out.get("failures"))
+
+    with scratch_lab(f"dcctl-bench-rejoin-s{scale}-", kept, f"[scale {scale}] ") as directory:
         say(f"[scale {scale}] lab up in {directory} ({args.transport})")
         lab = Lab.up(directory, base_port=free_port_block(), transport=args.transport)
         config = str(lab.spec.config_path)
@@ -262,15 +257,6 @@ def bench_scale(scale: int, args) -> dict:
             out["explain"] = explain_rewind(lab, config, old, args.diverge, break_lock)
             e = out["explain"]
             say(f"[scale {scale}] pg_rewind --dry-run: need to copy {e['need_copy_mb']} MB of {e['source_dir_mb']} MB")
-    finally:
-        if args.keep or (args.keep_failed and out.get("failures")):
-            say(f"[scale {scale}] --keep: lab left in {directory}; remove with `dcctl lab down --dir {directory}`")
-        else:
-            lab_down(directory)
-            try:
-                root.rmdir()
-            except OSError:
-                pass
     return out
 
 

@@ -16,7 +16,7 @@ cache's dirty pages (the previous copy's, and its deletion). One untimed warm-up
 comes first. Both run with a warm page cache (it is not dropped).
 MB = 10^6 bytes; size = sum(pg_database_size) of the primary. Results: docs/benchmarks.md.
 
-    .venv/bin/python bench/replication_init.py [--transport local|ssh] [--scale 100] [--repeats 3]
+    .venv/bin/python -m bench.replication_init [--transport local|ssh] [--scale 100] [--repeats 3]
                                                [--keep] [--json FILE]
 """
 from __future__ import annotations
@@ -29,21 +29,16 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from status import free_port_block, machine  # noqa: E402
-from workload import load_pgbench  # noqa: E402
-
-from dcctl.lab.lab import Lab, lab_down  # noqa: E402
-from dcctl.lab.layout import PRIMARY_SITE, REPLICATION_USER, STANDBY_SITE  # noqa: E402
-from dcctl.pg.tools import conninfo  # noqa: E402
+from bench.common import REPO, machine, say, scratch_lab
+from bench.workload import load_pgbench
+from dcctl.lab.lab import Lab
+from dcctl.lab.layout import PRIMARY_SITE, REPLICATION_USER, STANDBY_SITE
+from dcctl.lab.procs import free_port_block
+from dcctl.pg.tools import conninfo
 
 STEP_LINE = re.compile(r"^\[(\d+)/(\d+)\] (?:\[[^\]]*\] )?(.*?) \.\.\.$")
 DONE_LINE = re.compile(r"^\[(\d+)/(\d+)\] done in ([\d.]+) s$")
@@ -51,10 +46,6 @@ DONE_LINE = re.compile(r"^\[(\d+)/(\d+)\] done in ([\d.]+) s$")
 STEP_NAMES = [("create physical slot", "create_slot"), ("stop PostgreSQL", "stop_standby"), (" aside ", "move_aside"),
               ("remove ", "remove_partial"), ("pg_basebackup", "basebackup"), ("primary_conninfo", "configure"),
               ("move ", "move_into_place"), ("start PostgreSQL", "start_standby"), ("wait until", "wait_streaming")]
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def database_size(lab: Lab) -> int:
@@ -128,11 +119,8 @@ def main() -> None:
     args = parser.parse_args()
 
     started = datetime.now(timezone.utc)
-    root = Path(tempfile.mkdtemp(prefix="dcctl-bench-init-", dir="/tmp"))
-    root.chmod(0o755)
-    directory = root / "lab"
     runs: dict[str, list[dict]] = {"dcctl": [], "plain": []}
-    try:
+    with scratch_lab("dcctl-bench-init-", args.keep) as directory:
         say(f"lab up ({args.transport}) in {directory}")
         lab = Lab.up(directory, base_port=free_port_block(), transport=args.transport)
         say(f"pgbench -i -s {args.scale}")
@@ -149,12 +137,6 @@ def main() -> None:
                     runs[name].append(figures)
                 say(f"[{i}/{args.repeats}{' warm-up' if not i else ''}] {name}: " + ", ".join(
                     f"{k} {v:.2f} s" for k, v in figures.items() if isinstance(v, float)))
-    finally:
-        if args.keep:
-            say(f"--keep: lab left in {directory}; remove with `dcctl lab down --dir {directory}`")
-        else:
-            lab_down(directory)
-            shutil.rmtree(root, ignore_errors=True)
 
     med = statistics.median
     dcctl_bb = med(r["basebackup"] for r in runs["dcctl"])

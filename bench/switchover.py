@@ -20,8 +20,8 @@ seconds of writing before each. Per switchover:
 After all runs: every acknowledged id must be on the final primary (dcctl.lab.writer.missing_ids).
 Results: docs/benchmarks.md.
 
-    .venv/bin/python bench/switchover.py [--runs 5] [--transport local|ssh|both] [--rate 200]
-                                         [--between 3] [--keep] [--json FILE]
+    .venv/bin/python -m bench.switchover [--runs 5] [--transport local|ssh|both] [--rate 200]
+                                        [--between 3] [--keep] [--json FILE]
 """
 from __future__ import annotations
 
@@ -31,27 +31,18 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from report import print_run_header, print_step_medians  # noqa: E402
-from status import free_port_block, machine  # noqa: E402
-
-from dcctl.lab.lab import Lab, lab_down  # noqa: E402
-from dcctl.lab.layout import PRIMARY_SITE, STANDBY_SITE  # noqa: E402
-from dcctl.lab.writer import Writer, missing_ids  # noqa: E402
+from bench.common import REPO, machine, say, scratch_lab
+from bench.report import print_run_header, print_step_medians
+from dcctl.lab.lab import Lab
+from dcctl.lab.layout import PRIMARY_SITE, STANDBY_SITE
+from dcctl.lab.procs import free_port_block
+from dcctl.lab.writer import Writer, missing_ids
 
 TARGETS = {"client_gap_median": 0.25, "client_gap_max": 0.40, "wall_median": 1.5}
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def other(site: str) -> str:
@@ -132,16 +123,13 @@ def one_switchover(lab: Lab, writer: Writer, index: int) -> dict:
 
 
 def bench_transport(transport: str, args) -> dict:
-    root = Path(tempfile.mkdtemp(prefix=f"dcb-so-{transport}-", dir="/tmp"))
-    root.chmod(0o755)
-    directory = root / "lab"
     out: dict = {"transport": transport, "runs": []}
-    try:
+    with scratch_lab(f"dcb-so-{transport}-", args.keep, f"[{transport}] ") as directory:
         say(f"[{transport}] lab up in {directory}")
         lab = Lab.up(directory, base_port=free_port_block(), transport=transport)
         out["postgres_version"] = subprocess.run([f"{lab.spec.bin_dir}/pg_ctl", "--version"], capture_output=True,
                                                  text=True, check=True).stdout.strip()
-        with Writer(lab.spec.app_dsn(), rate=args.rate) as writer:
+        with Writer(lab.spec.app_dsn(), rate=args.rate, retry_delay=args.retry_delay) as writer:
             writer.wait_for_commits(50)
             began = time.monotonic()
             primary = PRIMARY_SITE
@@ -166,15 +154,6 @@ def bench_transport(transport: str, args) -> dict:
         latencies = sorted(writer.stats.commit_latencies)
         out["commit_latency_median"] = statistics.median(latencies) if latencies else None
         say(f"[{transport}] {len(acknowledged)} commits acknowledged, {len(out['lost'])} lost")
-    finally:
-        if args.keep:
-            say(f"[{transport}] --keep: lab left in {directory}; remove with `dcctl lab down --dir {directory}`")
-        else:
-            lab_down(directory)
-            try:
-                root.rmdir()
-            except OSError:
-                pass
     return out
 
 
@@ -230,6 +209,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="switchovers per transport (default 5)")
     parser.add_argument("--transport", choices=["local", "ssh", "both"], default="both")
     parser.add_argument("--rate", type=float, default=200.0, help="writer transactions per second (default 200)")
+    parser.add_argument("--retry-delay", type=float, default=0.03,
+                        help="seconds the writer waits after an error before reconnecting, as applications do "
+                             "(default 0.03)")
     parser.add_argument("--between", type=float, default=3.0, help="seconds of writing before each switchover")
     parser.add_argument("--keep", action="store_true", help="leave the labs running")
     parser.add_argument("--json", metavar="FILE", help="also write the raw figures to FILE")

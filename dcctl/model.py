@@ -1,10 +1,15 @@
-"""Immutable snapshots of what dcctl observed. Built once, then passed to pure decisions."""
+"""Immutable snapshots of what dcctl observed, and the generation it recorded. Built once, then
+passed to pure decisions."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # model sits below every package: a type-only import keeps the arrow from pointing up
+    from dcctl.filesync.state import SyncStatus
 
 
 class Role(str, enum.Enum):
@@ -76,11 +81,18 @@ class SiteStatus:
     postgres_error: str | None
     disks: tuple[DiskUsage, ...] = ()
     disk_error: str | None = None
-    filesync: Any = None  # dcctl.filesync.state.SyncStatus the site's agent last wrote, if any
+    filesync: SyncStatus | None = None  # what the site's agent last wrote about its file stores, if anything
 
     @property
     def postgres_up(self) -> bool:
         return self.node is not None
+
+    def answered(self) -> NodeStatus:
+        """The node's status, where the caller has already established that it answered (its role
+        is known, or the refusals that say otherwise came first)."""
+        if self.node is None:
+            raise ValueError(f"site {self.site}: PostgreSQL did not answer")
+        return self.node
 
     @property
     def role(self) -> Role:
@@ -98,3 +110,19 @@ class ServiceView:
 
     def site(self, name: str) -> SiteStatus:
         return next(s for s in self.sites if s.site == name)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The recorded generation: after each promotion, the timeline of the new primary and the sites
+    fenced on the way (read and written by dcctl/ops/generation.py, judged by dcctl/generation_rules.py)."""
+
+    service: str
+    generation: int
+    primary: str
+    fenced: list[str] = field(default_factory=list)
+    operation: str | None = None
+    at: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dcctl.model import Role, ServiceView, SiteStatus
+from dcctl.model import NodeStatus, Role, ServiceView, SiteStatus
 from dcctl.pg.lsn import lsn_diff
 
 
@@ -74,7 +74,7 @@ def replay_lag_bytes(primary_current_lsn: str | None, standby_replay_lsn: str | 
     return max(0, lsn_diff(primary_current_lsn, standby_replay_lsn))
 
 
-def replay_lag_seconds(lag_bytes: int | None, node) -> float | None:
+def replay_lag_seconds(lag_bytes: int | None, node: NodeStatus) -> float | None:
     """Age of the last replayed commit while the standby is behind; 0 once it has caught up.
 
     Measured against the primary's LSN, not the standby's own receive LSN, so a cut link does

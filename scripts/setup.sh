@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(postgresql-15 postgresql-client-15 postgresql-contrib rsync openssh-server openssh-client prometheus)
+packages=(postgresql-15 postgresql-client-15 postgresql-contrib rsync openssh-server openssh-client prometheus prometheus-alertmanager
+          chromium)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -82,6 +82,7 @@ class PeriodicCollector:
         self._last_error: str | None = None
         self._runs = 0
         self._failures = 0
+        self._running_since: float | None = None  # time.monotonic() the run in progress started
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -107,11 +108,13 @@ class PeriodicCollector:
     def run_once(self) -> bool:
         """One collection; True if it succeeded. Never raises: a failure is counted and logged."""
         started_wall, started = time.time(), time.monotonic()
+        self._running_since = started
         try:
             snapshot = self.source.collect()
             samples = self.source.samples(snapshot)
             events = self.source.changes(self._snapshot, snapshot)
         except Exception as exc:  # a failed run must not end the agent; it is counted and logged
+            self._running_since = None
             why = exc.message if isinstance(exc, DcctlError) else f"{type(exc).__name__}: {exc}"
             with self._lock:
                 self._runs += 1
@@ -122,6 +125,7 @@ class PeriodicCollector:
             if changed:
                 log.error("collector %s failed: %s", self.name, why, exc_info=log.isEnabledFor(logging.DEBUG))
             return False
+        self._running_since = None
         with self._lock:
             recovered = self._last_ok is False
             self._runs += 1
@@ -163,6 +167,19 @@ class PeriodicCollector:
                                      + (f"; last error: {self._last_error}" if self._last_error else ""))
             state = "ok" if self._last_ok else f"last run failed ({self._last_error})"
             return Health(True, f"{self.name}: {state}, last success {age:.1f} s ago")
+
+    def stuck(self) -> str | None:
+        """Why this collector is hung (a run in progress for longer than `stale_after`), None if it is not.
+
+        Every run bounds itself by its timeout, so one that lasts longer is hung: a restart of the
+        agent (systemd's watchdog) is the only way out of it."""
+        since = self._running_since
+        if since is None:
+            return None
+        running = time.monotonic() - since
+        if running <= self.stale_after:
+            return None
+        return f"{self.name}: one collection has run for {running:.0f} s (limit {self.stale_after:g} s)"
 
     def _fresh(self, now: float) -> bool:
         return self._last_success > 0 and now - self._last_success <= self.stale_after

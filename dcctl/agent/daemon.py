@@ -36,6 +36,11 @@ class Agent:
         now = time.time()
         return [task.health(now) for task in self.tasks]
 
+    def hung(self) -> list[str]:
+        """The tasks stuck in one run (PeriodicCollector.stuck): the agent is not alive, whatever its socket says."""
+        reasons = (getattr(task, "stuck", lambda: None)() for task in self.tasks)
+        return [reason for reason in reasons if reason]
+
     def collect_once(self) -> tuple[bool, bytes]:
         """Run every task once in this thread: (all succeeded, what /metrics would serve)."""
         ok = all([task.run_once() for task in self.tasks])
@@ -54,8 +59,9 @@ class Agent:
         server.start()
         log.info("agent %s listening on %s (%s)", __version__, server.url, self.setup.describe())
         sdnotify.notify(f"READY=1\nSTATUS=serving {server.url}")
+        watchdog = Watchdog(self, server.url, sdnotify.watchdog_interval())
         try:
-            while not stop.wait(0.5):
+            while not stop.wait(watchdog.tick()):
                 pass
         finally:
             log.info("%s, stopping", self.stop_reason or "stop requested")
@@ -64,6 +70,40 @@ class Agent:
             for task in self.tasks:
                 task.stop(STOP_WAIT)
             log.info("agent stopped")
+
+
+class Watchdog:
+    """Sends WATCHDOG=1 every `interval` seconds while no task is hung. A hung collector stops the
+    pings, so systemd (WatchdogSec=) kills the agent and Restart= starts a fresh one."""
+
+    def __init__(self, agent: Agent, url: str, interval: float | None):
+        self.agent = agent
+        self.url = url
+        self.interval = interval
+        self.last_ping = 0.0
+        self.withheld: list[str] = []
+
+    def tick(self) -> float:
+        """Ping if due; the seconds to wait before the next tick."""
+        if self.interval is None:
+            return 0.5
+        now = time.monotonic()
+        if now - self.last_ping >= self.interval:
+            self._ping_unless_hung()
+            self.last_ping = now
+        return min(0.5, self.interval)
+
+    def _ping_unless_hung(self) -> None:
+        hung = self.agent.hung()
+        if hung and not self.withheld:  # once, when it starts: the reasons' durations grow at every tick
+            log.error("not telling systemd that the agent is alive, so that it restarts it: %s", "; ".join(hung))
+            sdnotify.notify(f"STATUS=hung: {'; '.join(hung)}")
+        elif not hung and self.withheld:
+            log.warning("no task is hung any more: watchdog pings resume")
+            sdnotify.notify(f"STATUS=serving {self.url}")
+        self.withheld = hung
+        if not hung:
+            sdnotify.notify("WATCHDOG=1")
 
 
 def run_until_signalled(agent: Agent) -> None:

@@ -39,9 +39,7 @@ def _report(directory: Path) -> dict | None:
     entries = Journal(directory / "journal.jsonl").entries()
     if not entries or entries[-1].get("event") != "finish":
         return None  # still running, or killed: its outcome is not known yet
-    report = build_report(entries)
-    report["ended_ts"] = entries[-1]["ts"]
-    return report
+    return {**build_report(entries), "ended_ts": entries[-1]["ts"]}
 
 
 def drill_samples(snapshot: DrillSnapshot, service: str) -> list[Sample]:

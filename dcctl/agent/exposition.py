@@ -2,6 +2,7 @@
 metric families on every scrape (so a label value that disappears, disappears from /metrics)."""
 from __future__ import annotations
 
+import platform
 import time
 from typing import Callable, Iterable, Iterator
 
@@ -10,7 +11,8 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from dcctl.agent.collector import Task
-from dcctl.agent.metrics import METRICS, Sample
+from dcctl import __version__
+from dcctl.agent.metrics import METRICS, Sample, sample
 
 
 def families(samples: Iterable[Sample]) -> list[Metric]:
@@ -41,10 +43,15 @@ class TaskCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = self.clock()
-        yield from families(s for task in self.tasks for s in task.samples(now))
+        yield from families([build_info(), *(s for task in self.tasks for s in task.samples(now))])
 
     def describe(self) -> list[Metric]:
         return []  # families vary with the snapshot; nothing to pre-declare
+
+
+def build_info() -> Sample:
+    """A series of its own, so that a role change does not churn the version series (and back)."""
+    return sample("dcctl_build_info", 1, version=__version__, python_version=platform.python_version())
 
 
 def make_registry(tasks: list[Task]) -> CollectorRegistry:

@@ -8,8 +8,8 @@ import posixpath
 
 from dcctl.agent.setup import AgentSetup
 from dcctl.errors import DcctlError
-from dcctl.model import ServiceView
-from dcctl.ops.generation import Generation, judge_primaries, running_primaries
+from dcctl.generation_rules import judge_primaries, running_primaries
+from dcctl.model import Generation, ServiceView
 from dcctl.pg import tools
 from dcctl.transport import Transport, open_transport
 

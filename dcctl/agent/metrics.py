@@ -38,7 +38,24 @@ COLLECTOR = ("collector", "service")
 NODE = ("service", "site")
 STORE = ("service", "site", "store")  # file sync: site is the pushing site (this agent's)
 
+# The reason label of dcctl_filesync_reconciliations_total: a short enum, mapped from the sentence
+# the file sync logs (its first words); a sentence not listed here counts as "other".
+RECONCILE_REASONS = {
+    "agent start": "agent_start",
+    "interval": "interval",
+    "operator run": "operator_run",
+    "inotify queue overflow": "inotify_overflow",
+    "inotify watch limit": "watch_limit",
+    "the store's file system was unmounted": "unmounted",
+    "the store directory itself": "store_dir_gone",
+    "more than": "max_pending",
+}
+
 _SPECS = [
+    # --- the agent process ----------------------------------------------------------------------
+    MetricSpec("dcctl_build_info", "gauge",
+               "Always 1; labels: the dcctl version and the Python version running the agent",
+               ("version", "python_version")),
     # --- the agent's own background work, one series per collector and service --------------
     MetricSpec("dcctl_collector_up", "gauge",
                "1 if the collector's last run succeeded, 0 if it failed", COLLECTOR),
@@ -56,10 +73,11 @@ _SPECS = [
                "Runs of the collector that failed since the agent started", COLLECTOR),
     # --- this site ---------------------------------------------------------------------------
     MetricSpec("dcctl_site_info", "gauge",
-               "Always 1; labels: this site's PostgreSQL role (primary, standby, unknown), its server version "
-               "and the dcctl version", NODE + ("role", "postgres_version", "version")),
+               "Always 1; label role: this site's PostgreSQL role (primary, standby, unknown)", NODE + ("role",)),
     MetricSpec("dcctl_pg_up", "gauge",
                "1 if this site's PostgreSQL answered the last status query", NODE),
+    MetricSpec("dcctl_pg_server_version", "gauge",
+               "This site's PostgreSQL server_version_num (e.g. 150018 for 15.18)", NODE),
     MetricSpec("dcctl_pg_in_recovery", "gauge",
                "1 if this site's PostgreSQL is in recovery (a standby), 0 if it accepts writes", NODE),
     MetricSpec("dcctl_pg_timeline", "gauge",
@@ -86,9 +104,9 @@ _SPECS = [
     MetricSpec("dcctl_volume_size_bytes", "gauge",
                "Size of the file system holding a volume of this site (data, wal, store:<name>)",
                NODE + ("volume",)),
-    MetricSpec("dcctl_volume_free_bytes", "gauge",
-               "Free bytes (available to PostgreSQL's user) on the file system holding a volume of this site",
-               NODE + ("volume",)),
+    MetricSpec("dcctl_volume_avail_bytes", "gauge",
+               "Bytes available to unprivileged users (df's Avail) on the file system holding a volume of this "
+               "site", NODE + ("volume",)),
     # --- the generation watch (dcctl/agent/watcher.py) ------------------------------------------
     MetricSpec("dcctl_watch_last_success_timestamp_seconds", "gauge",
                "Unix time the generation watch last read this site's PostgreSQL (every agent.watch_interval)",
@@ -124,7 +142,7 @@ _SPECS = [
                "pause of the switchover)", ("service",)),
     MetricSpec("dcctl_drill_last_rpo_seconds", "gauge",
                "Data freshness the last drill measured: seconds the standby was behind the primary", ("service",)),
-    # --- file sync, exported by each agent for its own site's stores (dcctl/filesync/task.py) ----
+    # --- file sync, exported by each agent for its own site's stores (dcctl/agent/filesync_task.py) ----
     MetricSpec("dcctl_filesync_active", "gauge",
                "1 if this site pushes the store to the other site now (it is the primary), else 0", STORE),
     MetricSpec("dcctl_filesync_lag_seconds", "gauge",
@@ -143,6 +161,11 @@ _SPECS = [
                "Pushing site: Unix time the last full reconciliation ended successfully", STORE),
     MetricSpec("dcctl_filesync_synced_through_timestamp_seconds", "gauge",
                "Pushing site: every change made before this Unix time is on the other site", STORE),
+    MetricSpec("dcctl_filesync_holding_bytes", "gauge",
+               "Receiving site: bytes of the files sync replaced or deleted that its holding area keeps (this "
+               "site; cached, measured every minute)", STORE),
+    MetricSpec("dcctl_filesync_holding_files", "gauge",
+               "Receiving site: files its holding area keeps (this site; cached, measured every minute)", STORE),
     MetricSpec("dcctl_filesync_files_transferred_total", "counter",
                "Files whose content this agent pushed to the other site", STORE),
     MetricSpec("dcctl_filesync_bytes_transferred_total", "counter",
@@ -151,11 +174,33 @@ _SPECS = [
                "File-sync failures by kind: rsync, peer_unreachable, mass_delete, missed_events (inotify "
                "overflow), watch_limit, watch, receipt, internal", STORE + ("kind",)),
     MetricSpec("dcctl_filesync_reconciliations_total", "counter",
-               "Full reconciliations that succeeded, by reason (agent start, interval, operator run, inotify "
-               "queue overflow ...)", STORE + ("reason",)),
+               "Full reconciliations that succeeded, by reason: " + ", ".join([*RECONCILE_REASONS.values(), "other"]),
+               STORE + ("reason",)),
 ]
 
 METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS}
+
+def reconcile_reason(sentence: str) -> str:
+    """The short enum for a reconciliation reason the file sync logs as a sentence.
+
+    >>> reconcile_reason("inotify queue overflow (events were dropped)"), reconcile_reason("operator run")
+    ('inotify_overflow', 'operator_run')
+    >>> reconcile_reason("more than 100000 paths waiting (filesync.max_pending)"), reconcile_reason("???")
+    ('max_pending', 'other')
+    """
+    for start, reason in RECONCILE_REASONS.items():
+        if sentence.startswith(start):
+            return reason
+    return "other"
+
+
+def counts_by_reason(counts: dict[str, int]) -> dict[str, int]:
+    """Counts keyed by sentence -> counts keyed by reason enum (two sentences may share one)."""
+    out: dict[str, int] = {}
+    for sentence, count in counts.items():
+        reason = reconcile_reason(sentence)
+        out[reason] = out.get(reason, 0) + count
+    return out
 
 
 def sample(name: str, value: float | bool, **labels: str) -> Sample:

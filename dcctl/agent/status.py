@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 
-from dcctl import __version__
 from dcctl.agent.metrics import Sample
 from dcctl.agent.setup import AgentSetup
 from dcctl.agent.status_metrics import StatusSnapshot, status_changes, status_samples
@@ -39,7 +38,7 @@ class StatusSource:
         return StatusSnapshot(view, tuple(results))
 
     def samples(self, snapshot: StatusSnapshot) -> list[Sample]:
-        return status_samples(snapshot, self.setup.site, __version__)
+        return status_samples(snapshot, self.setup.site)
 
     def changes(self, old: StatusSnapshot | None, new: StatusSnapshot) -> list[str]:
         return status_changes(old, new, self.setup.site)

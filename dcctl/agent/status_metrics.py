@@ -28,7 +28,7 @@ def worst_by_name(results: tuple[CheckResult, ...] | list[CheckResult]) -> dict[
     return worst
 
 
-def status_samples(snapshot: StatusSnapshot, site: str, version: str) -> list[Sample]:
+def status_samples(snapshot: StatusSnapshot, site: str) -> list[Sample]:
     view = snapshot.view
     service = view.service
     own = view.site(site)
@@ -39,8 +39,7 @@ def status_samples(snapshot: StatusSnapshot, site: str, version: str) -> list[Sa
     here = {"service": service, "site": site}
 
     out = [
-        sample("dcctl_site_info", 1, **here, role=own.role.value, version=version,
-               postgres_version=_pg_version(node.server_version) if node else ""),
+        sample("dcctl_site_info", 1, **here, role=own.role.value),
         sample("dcctl_pg_up", own.postgres_up, **here),
         sample("dcctl_service_primaries", len(primaries), service=service),
     ]
@@ -52,8 +51,9 @@ def status_samples(snapshot: StatusSnapshot, site: str, version: str) -> list[Sa
     for disk in own.disks:
         if disk.total_bytes is not None and disk.free_bytes is not None:
             out.append(sample("dcctl_volume_size_bytes", disk.total_bytes, **here, volume=disk.label))
-            out.append(sample("dcctl_volume_free_bytes", disk.free_bytes, **here, volume=disk.label))
+            out.append(sample("dcctl_volume_avail_bytes", disk.free_bytes, **here, volume=disk.label))
     if node is not None:
+        out.append(sample("dcctl_pg_server_version", node.server_version, **here))
         out.append(sample("dcctl_pg_in_recovery", node.in_recovery, **here))
         if node.timeline is not None:
             out.append(sample("dcctl_pg_timeline", node.timeline, **here))
@@ -117,12 +117,3 @@ def status_changes(old: StatusSnapshot | None, new: StatusSnapshot, site: str) -
         events.append(f"{service}: check {name} no longer applies (was {before[name].status.name})")
     return events
 
-
-def _pg_version(number: int) -> str:
-    """
-    >>> _pg_version(150007), _pg_version(90624)
-    ('15.7', '9.6.24')
-    """
-    if number >= 100000:
-        return f"{number // 10000}.{number % 10000}"
-    return f"{number // 10000}.{number // 100 % 100}.{number % 100}"

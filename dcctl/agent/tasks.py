@@ -24,8 +24,15 @@ def drill_tasks(setup: AgentSetup) -> list[Task]:
     return [PeriodicCollector(DrillSource(setup, service)) for service in setup.services]
 
 
+def holding_tasks(setup: AgentSetup) -> list[Task]:
+    from dcctl.agent.holding import HoldingSource
+
+    return [PeriodicCollector(HoldingSource(setup, service)) for service in setup.services
+            if setup.config.services[service].sites[setup.site].file_stores]
+
+
 def filesync_tasks(setup: AgentSetup) -> list[Task]:
-    from dcctl.filesync.task import filesync_tasks as build
+    from dcctl.agent.filesync_task import filesync_tasks as build
 
     return build(setup)
 
@@ -40,6 +47,7 @@ FACTORIES: list[Callable[[AgentSetup], list[Task]]] = [
     status_tasks,
     drill_tasks,
     filesync_tasks,
+    holding_tasks,
     watch_tasks,  # last: `agent run --once` reports the status it found before the watch acts on it
 ]
 

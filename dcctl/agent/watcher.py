@@ -25,27 +25,17 @@ from dcctl.agent.fencing import stop_own_postgres
 from dcctl.agent.metrics import Sample, sample
 from dcctl.agent.setup import AgentSetup
 from dcctl.errors import ConfigError, DcctlError
+from dcctl.generation_rules import judge_primaries, newest
+from dcctl.model import Generation
 from dcctl.ops import sync_rep
-from dcctl.ops.generation import Generation, judge_primaries, newest, read_local, read_path, site_path
+from dcctl.ops.generation import read_local, read_path, site_path
 from dcctl.parallel import run_all
+from dcctl.pg import queries
 from dcctl.pg.session import connect
 from dcctl.transport import Transport, open_transport
 
 log = logging.getLogger("dcctl.agent")
 
-TIMELINE = ("CASE WHEN pg_catalog.pg_is_in_recovery() "
-            "THEN (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint()) "
-            "ELSE ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))"
-            "::bit(32)::int END")
-# The watch's two statements, one round trip each: they run several times a second.
-OWN_NODE = (f"SELECT pg_catalog.pg_is_in_recovery() AS in_recovery, {TIMELINE} AS timeline, "
-            "pg_catalog.current_setting('synchronous_standby_names') AS standby_names, "
-            "(SELECT pg_catalog.max(r.reply_time) FROM pg_catalog.pg_stat_replication r "
-            " WHERE r.application_name = %s AND r.state = 'streaming') AS peer_reply_at, "
-            "(SELECT pg_catalog.max(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - a.query_start)) "
-            " FROM pg_catalog.pg_stat_activity a WHERE a.wait_event = 'SyncRep') AS sync_wait, "
-            "pg_catalog.clock_timestamp() AS server_now")
-PEER_NODE = f"SELECT pg_catalog.pg_is_in_recovery() AS in_recovery, {TIMELINE} AS timeline"
 TRANSPORT_RETRY = 30.0  # seconds before the watch tries again to open its held connection to its site
 # Seconds one round waits for its answers. A peer that has not answered by then counts as not
 # answering; its connection attempt is abandoned (libpq's shortest connect timeout is 2 s), so a
@@ -291,13 +281,13 @@ class GenerationWatch:
         conn = self._conn
         if conn is None or conn.closed or conn.broken:
             conn = self._conn = connect(self.own_node, "watch", self.site)
-        row = conn.execute(OWN_NODE, (self.peer,)).fetchone()
+        row = conn.execute(queries.WATCH_OWN_NODE, (self.peer,)).fetchone()
         return Reading(bool(row["in_recovery"]), int(row["timeline"] or 0), row["standby_names"] or "",
                        row["peer_reply_at"], float(row["sync_wait"] or 0.0), row["server_now"])
 
     def _read_peer(self) -> Reading:
         with connect(self.peer_node, "watch", self.peer) as conn:
-            row = conn.execute(PEER_NODE).fetchone()
+            row = conn.execute(queries.WATCH_PEER_NODE).fetchone()
         return Reading(bool(row["in_recovery"]), int(row["timeline"] or 0))
 
     def _read_record(self) -> Generation | None:

@@ -11,8 +11,8 @@ from typing import Callable
 from dcctl.checks import filesync
 from dcctl.checks.result import CheckResult, Status
 from dcctl.config.schema import Thresholds
-from dcctl.model import ServiceView, SiteStatus
-from dcctl.ops.generation import Generation, judge_primaries, running_primaries
+from dcctl.generation_rules import judge_primaries, running_primaries
+from dcctl.model import Generation, ServiceView, SiteStatus
 from dcctl.status_report import replay_lag_bytes, replay_lag_seconds
 from dcctl.units import human_bytes
 
@@ -138,6 +138,10 @@ def replication_lag(f: Facts) -> list[CheckResult]:
         lag_bytes = replay_lag_bytes(primary.node.current_lsn, s.node.replay_lsn)
         lag_seconds = replay_lag_seconds(lag_bytes, s.node)
         paused = " (replay is paused)" if s.node.replay_paused else ""
+        if lag_bytes is None:
+            results.append(CheckResult("replication_lag_bytes", UNKNOWN, f"standby {s.site} or the primary reported "
+                                       f"no WAL position: lag cannot be measured", s.site))
+            continue
         status = _graded(lag_bytes, t.lag_bytes_warn, t.lag_bytes_crit)
         results.append(CheckResult("replication_lag_bytes", status,
                                    f"standby {s.site} has {human_bytes(lag_bytes)} of WAL left to replay{paused}",
@@ -162,7 +166,7 @@ def replication_slots(f: Facts) -> list[CheckResult]:
         return [CheckResult("replication_slots", UNKNOWN, "no primary answered: slots cannot be read")]
     results = []
     wanted = {s.node.receiver_slot for s in f.standbys() if s.node and s.node.receiver_slot}
-    wanted |= {s.node.settings.get("primary_slot_name") for s in f.standbys() if s.node} - {None, ""}
+    wanted |= {named for s in f.standbys() if s.node and (named := s.node.settings.get("primary_slot_name"))}
     slots = {slot.name: slot for slot in primary.node.slots}
     for name in sorted(wanted - set(slots)):
         results.append(CheckResult("replication_slots", CRIT, f"the standby's slot {name} does not exist on "
@@ -184,12 +188,17 @@ def replication_slots(f: Facts) -> list[CheckResult]:
                                    f"a lagging standby can lose WAL it needs", primary.site, 0)]
 
 
+def _timeline(view: ServiceView, site: str) -> int | None:
+    node = view.site(site).node
+    return node.timeline if node else None
+
+
 def generation(f: Facts) -> list[CheckResult]:
     recorded = f.recorded_generation
     verdict = judge_primaries(running_primaries(f.view), recorded)
     results = [CheckResult("generation", CRIT, f"STALE PRIMARY {site}: {why}; stop it now (dcctl node stop --site "
                            f"{site} --mode immediate), then dcctl rejoin --site {site}", site,
-                           f.view.site(site).node.timeline, str(recorded.generation) if recorded else None)
+                           _timeline(f.view, site), str(recorded.generation) if recorded else None)
                for site, why in verdict.stale.items()]
     if verdict.ambiguous:
         results.append(CheckResult("generation", CRIT, f"TWO PRIMARIES: {verdict.why_ambiguous}; stop writers, "
@@ -331,9 +340,33 @@ CATALOG: dict[str, tuple[Check, str]] = {
 }
 
 
+# Checks whose results carry other names than the check's own (every other check's results carry its
+# name). Alerts show result names (dcctl_check_status{check=...}), so `--check` accepts both.
+RESULT_NAMES: dict[str, tuple[str, ...]] = {
+    "replication_lag": ("replication_lag_bytes", "replication_lag_seconds"),
+    "filesync": ("filesync_lag", "filesync_backlog", "filesync_reconcile_age"),
+}
+SELECTABLE = [*CATALOG, *(result for results in RESULT_NAMES.values() for result in results)]
+
+
+def check_of(name: str) -> str:
+    """The catalog check that yields a check or result name.
+
+    >>> check_of("filesync_lag"), check_of("disk_free")
+    ('filesync', 'disk_free')
+    """
+    return next((check for check, results in RESULT_NAMES.items() if name in results), name)
+
+
 def run_checks(facts: Facts, names: list[str] | None = None) -> list[CheckResult]:
+    """Every check, or those `names` selects: a check name keeps all its results, a result name its own
+    (or, when the check yields none by that name, all of the check's results, which say why)."""
     results = []
     for name, (check, _help) in CATALOG.items():
         if names is None or name in names:
             results.extend(check(facts))
+        elif any(check_of(wanted) == name for wanted in names):
+            produced = check(facts)
+            # none by that name (e.g. no backlog while nothing measures file sync): the ones that say why
+            results.extend([r for r in produced if r.name in names] or produced)
     return results

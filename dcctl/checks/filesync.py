@@ -7,7 +7,12 @@ volumes is `disk_free`'s. A service without file stores gets no result.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dcctl.checks.result import CheckResult, Status
+
+if TYPE_CHECKING:  # catalog imports this module to list its checks
+    from dcctl.checks.catalog import Facts
 
 OK, WARN, CRIT, UNKNOWN = Status.OK, Status.WARN, Status.CRIT, Status.UNKNOWN
 STALE_AFTER = 30.0  # seconds without a status update before the pushing agent counts as gone
@@ -17,8 +22,7 @@ def _graded(value: float, warn: float, crit: float) -> Status:
     return CRIT if value >= crit else WARN if value >= warn else OK
 
 
-def filesync(f) -> list[CheckResult]:
-    """f: checks.catalog.Facts."""
+def filesync(f: Facts) -> list[CheckResult]:
     t = f.thresholds
     primary = f.primary
     stores = sorted({d.label[len("store:"):] for s in f.view.sites for d in s.disks if d.label.startswith("store:")})

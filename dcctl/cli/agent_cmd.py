@@ -8,7 +8,7 @@ import sys
 import click
 
 from dcctl.cli.complete import complete_services, complete_sites
-from dcctl.cli.main import Context
+from dcctl.cli.context import Context
 from dcctl.errors import DcctlError
 
 
@@ -36,6 +36,7 @@ def run(ctx: Context, site: str, service_name: str | None, once: bool) -> None:
     from dcctl.agent.daemon import Agent, run_until_signalled
     from dcctl.agent.setup import resolve
 
+    ctx.config.require_site(site, service_name)
     _setup_logging(ctx.verbose)
     setup = resolve(ctx.config, site, service_name)
     agent_ = Agent(setup)

@@ -10,7 +10,7 @@ from pathlib import PurePath
 
 import click
 
-from dcctl.cli.main import Context
+from dcctl.cli.context import Context
 from dcctl.errors import ConfigError
 
 

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import click
 
 from dcctl.cli.complete import complete_services
-from dcctl.cli.main import Context, output_option
+from dcctl.cli.context import Context, output_option
 from dcctl.cli.output import console, human_bytes, print_json
 from dcctl.errors import DcctlError, ExitCode, RefusedError
 

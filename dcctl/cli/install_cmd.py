@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 
 from dcctl.cli.complete import complete_sites
-from dcctl.cli.main import Context
-from dcctl.errors import RefusedError
+from dcctl.cli.context import Context
 
 
 @click.command("install-units")
@@ -25,8 +24,7 @@ def install_units(cli: Context, site: str, user: str, unit_dir: str, dry_run: bo
     from dcctl.install.units import UnitSettings, dcctl_command, default_group, render_all, writable_paths
 
     config = cli.config
-    if not any(site in s.sites for s in config.services.values()):
-        raise RefusedError(f"no service in {config.source} has a site named {site!r}")
+    config.require_site(site)
     # sys.executable unresolved: a venv's bin/python is a symlink, and its console script sits beside it.
     settings = UnitSettings(dcctl=dcctl_command(os.path.abspath(sys.executable)),
                             config=os.path.abspath(cli.config_path or default_config_path()), site=site,

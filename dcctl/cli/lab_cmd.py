@@ -5,7 +5,7 @@ import shlex
 
 import click
 
-from dcctl.cli.main import Context, output_option
+from dcctl.cli.context import Context, output_option
 from dcctl.cli.output import console, print_json
 from dcctl.lab.layout import DEFAULT_BASE_PORT
 

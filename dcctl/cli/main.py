@@ -9,32 +9,45 @@ import traceback
 
 import click
 
+from dcctl.cli.context import ALL_FORMATS, Context, output_option
 from dcctl.cli.version import version_option
 from dcctl.errors import ConfigError, DcctlError, ExitCode
 
-
-class Context:
-    def __init__(self, config_path: str | None, output: str, verbose: int, assume_yes: bool):
-        self.config_path = config_path
-        self.output = output
-        self.verbose = verbose
-        self.assume_yes = assume_yes
-        self._config = None
-
-    @property
-    def config(self):
-        if self._config is None:
-            from dcctl.config import default_config_path, load_config
-
-            self._config = load_config(self.config_path or default_config_path())
-        return self._config
+__all__ = ["Context", "cli", "main", "output_option"]  # Context and output_option: re-exported from cli/context.py
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Every command, by the module that defines it. A command's module is imported only when that
+# command runs (or --help lists them all): a failover at 3 a.m. does not wait for the imports of
+# `check`, `report` or the lab.
+COMMANDS = {
+    "status": "dcctl.cli.status_cmd:status", "check": "dcctl.cli.check_cmd:check",
+    "switchover": "dcctl.cli.ops_cmd:switchover", "failover": "dcctl.cli.ops_cmd:failover",
+    "rejoin": "dcctl.cli.ops_cmd:rejoin", "resume": "dcctl.cli.ops_cmd:resume",
+    "history": "dcctl.cli.ops_cmd:history", "node": "dcctl.cli.ops_cmd:node", "drill": "dcctl.cli.drill_cmd:drill",
+    "report": "dcctl.cli.report_cmd:report", "filesync": "dcctl.cli.filesync_cmd:filesync",
+    "replication": "dcctl.cli.replication_cmd:replication", "agent": "dcctl.cli.agent_cmd:agent",
+    "config": "dcctl.cli.config_cmd:config", "install-units": "dcctl.cli.install_cmd:install_units",
+    "lab": "dcctl.cli.lab_cmd:lab",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name].split(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-c", "--config", "config_path", metavar="PATH", envvar="DCCTL_CONFIG",
               help="Config file [default: $DCCTL_CONFIG, then /etc/dcctl/dcctl.yaml].")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="Output format of commands that print results.")
+@click.option("-o", "--output", type=click.Choice(list(ALL_FORMATS)), default="table", show_default=True,
+              help="Output format of commands that print results (nagios, tsv: `dcctl check` only).")
 @click.option("-v", "--verbose", count=True, help="More logging; with an error, its full detail.")
 @click.option("--yes", "assume_yes", is_flag=True, envvar="DCCTL_ASSUME_YES",
               help="Answer yes to confirmations (also DCCTL_ASSUME_YES=1).")
@@ -54,37 +67,6 @@ def cli(ctx: click.Context, config_path: str | None, output: str, verbose: int, 
         # paramiko logs a traceback at ERROR for a dead peer; dcctl reports that itself in one line.
         logging.getLogger("paramiko").setLevel(logging.CRITICAL + 1)
     ctx.obj = Context(config_path, output, verbose, assume_yes)
-
-
-def output_option(command):
-    """-o/--output on a subcommand too, so `dcctl status -o json` works as well as `dcctl -o json status`."""
-
-    def store(ctx: click.Context, _param, value):
-        if value is not None:
-            ctx.find_object(Context).output = value
-        return value
-
-    return click.option("-o", "--output", type=click.Choice(["table", "json"]), default=None, expose_value=False,
-                        callback=store, help="Output format [default: table].")(command)
-
-
-def _register() -> None:
-    from dcctl.cli import (agent_cmd, check_cmd, config_cmd, drill_cmd, install_cmd, lab_cmd, ops_cmd,
-                           replication_cmd, status_cmd)
-
-    cli.add_command(status_cmd.status)
-    cli.add_command(agent_cmd.agent)
-    cli.add_command(check_cmd.check)
-    cli.add_command(config_cmd.config)
-    cli.add_command(lab_cmd.lab)
-    cli.add_command(replication_cmd.replication)
-    cli.add_command(importlib.import_module("dcctl.cli.filesync_cmd").filesync)
-    for command in (ops_cmd.switchover, ops_cmd.failover, ops_cmd.rejoin, ops_cmd.resume, ops_cmd.history,
-                    ops_cmd.node, drill_cmd.drill, install_cmd.install_units):
-        cli.add_command(command)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,7 @@ import sys
 import click
 
 from dcctl.cli.complete import complete_services, complete_sites
-from dcctl.cli.main import Context, output_option
+from dcctl.cli.context import Context, output_option
 from dcctl.cli.output import print_json
 
 
@@ -34,6 +34,9 @@ def init(ctx: Context, service_name: str | None, source: str | None, target: str
 
     config = ctx.config
     name, service = config.service(service_name)
+    for given in (source, target):
+        if given is not None:
+            service.site(given, name)
     plan, builder = prepare_init(config, name, service, source=source, target=target, force=force)
     if plan.nothing_to_do:
         click.echo(f"nothing to do: {plan.nothing_to_do}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import click
 
 from dcctl.cli.complete import complete_services
-from dcctl.cli.main import Context, output_option
-from dcctl.cli.output import console, human_bytes, print_json, yes_no
+from dcctl.cli.context import Context, output_option
+from dcctl.cli.output import escape, human_bytes, print_json, show_line, show_table, yes_no
 
 
 @click.command()
@@ -32,24 +32,20 @@ def status(ctx: Context, service_name: str | None) -> None:
         render(reports)
 
 
-def render(reports: list[dict]) -> None:
-    from rich.table import Table
+COLUMNS = ["site", "reachable", "postgres", "role", "TL", "LSN current / received / replayed", "lag", "streaming",
+           "slot"]
 
-    out = console()
+
+def render(reports: list[dict]) -> None:
+    """Rich tables on a terminal; plain lines in a pipe or the journal (output.show_table)."""
     for report in reports:
-        table = Table(title=f"service {report['service']}", title_justify="left")
-        for column in ("site", "reachable", "postgres", "role", "TL", "LSN current / received / replayed",
-                       "lag", "streaming", "slot"):
-            table.add_column(column, overflow="fold")
-        for site in report["sites"]:
-            table.add_row(*site_row(site))
-        out.print(table)
+        show_table(f"service {report['service']}", COLUMNS, [site_row(site) for site in report["sites"]])
         if len(report["primaries"]) != 1:
-            out.print(f"[red]{len(report['primaries'])} primaries: {', '.join(report['primaries']) or 'none'}[/red]")
+            show_line(f"[red]{len(report['primaries'])} primaries: {', '.join(report['primaries']) or 'none'}[/red]")
         for site in report["sites"]:
             for problem in (site["transport_error"], site["postgres"]["error"]):
                 if problem:
-                    out.print(f"[red]{site['site']}:[/red] {problem}", soft_wrap=True)
+                    show_line(f"[red]{escape(site['site'])}:[/red] {escape(problem)}")
 
 
 def site_row(site: dict) -> list[str]:

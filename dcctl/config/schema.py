@@ -296,6 +296,14 @@ class ServiceConfig:
     replication: ReplicationConfig = key(ReplicationConfig(), help="asynchronous or synchronous replication "
                                                                    "(driven by the agents)")
 
+    def site(self, site: str, service_name: str) -> SiteConfig:
+        """The site a command line names; an unknown name is a usage error (exit 2) listing the known ones."""
+        from dcctl.errors import UsageError
+
+        if site not in self.sites:
+            raise UsageError(f"no site named {site!r} in service {service_name}; known sites: {', '.join(self.sites)}")
+        return self.sites[site]
+
 
 @dataclass(frozen=True)
 class Config:
@@ -309,13 +317,28 @@ class Config:
     source: str = field(default="<memory>", metadata={"internal": True})
 
     def service(self, name: str | None) -> tuple[str, ServiceConfig]:
-        from dcctl.errors import ConfigError
+        """The service a command line names (or the only one); an unknown or missing name is a usage
+        error (exit 2) listing the configured services."""
+        from dcctl.errors import UsageError
 
         if name is None:
             if len(self.services) == 1:
                 return next(iter(self.services.items()))
-            raise ConfigError([f"{self.source}: several services are configured ({', '.join(self.services)}); "
-                               f"choose one with --service"])
+            raise UsageError(f"several services are configured ({', '.join(self.services)}); choose one with "
+                             f"--service")
         if name not in self.services:
-            raise ConfigError([f"{self.source}: no service named {name!r}; configured: {', '.join(self.services)}"])
+            raise UsageError(f"no service named {name!r} in {self.source}; configured: {', '.join(self.services)}")
         return name, self.services[name]
+
+    def require_site(self, site: str, service_name: str | None = None) -> None:
+        """`site` must be a site of `service_name`, or without one of some service: a usage error
+        (exit 2) listing the known sites otherwise."""
+        from dcctl.errors import UsageError
+
+        if service_name is not None:
+            name, service = self.service(service_name)
+            service.site(site, name)
+            return
+        known = sorted({name for service in self.services.values() for name in service.sites})
+        if site not in known:
+            raise UsageError(f"no site named {site!r} in any service; known sites: {', '.join(known)}")

@@ -19,6 +19,7 @@ def judge(check: SqlCheckConfig, value: Any, primary_now: datetime | None) -> tu
     if check.expect == "true":
         return (value is True, f"{check.name}: returned {value!r}" + ("" if value is True else ", expected true"))
     if check.expect == "at_least":
+        assert check.value is not None  # the config's loader requires it for at_least
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return False, f"{check.name}: returned {value!r}, expected a number >= {check.value:g}"
         passed = value >= check.value
@@ -28,6 +29,7 @@ def judge(check: SqlCheckConfig, value: Any, primary_now: datetime | None) -> tu
     if primary_now is None:
         return False, f"{check.name}: the primary's clock could not be read"
     age_minutes = (primary_now - value).total_seconds() / 60
+    assert check.value is not None  # the config's loader requires it for newer_than_minutes
     passed = age_minutes <= check.value
     return passed, (f"{check.name}: newest {value.isoformat()} is {age_minutes:.1f} min old "
                     f"({'<=' if passed else '>'} {check.value:g})")

@@ -8,7 +8,9 @@
     state.py     the status the agent writes and the receipt the receiving site keeps (JSON)
     watch.py     inotify watches, event -> pending path, batching; overflow -> full reconciliation
     engine.py    executes: previews, reconciliations, batches, scoped sync and verify, quarantine
-    task.py      the agent's background task: role checks, one watcher and one pusher per store
+
+The agent's background task that drives these (role checks, one watcher and one pusher per store)
+is dcctl/agent/filesync_task.py.
 
 Nothing is lost by sync: what rsync would delete or overwrite on the receiving side is moved
 to the holding area first (rsync --backup --backup-dir).

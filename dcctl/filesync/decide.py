@@ -12,8 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dcctl.model import NodeStatus, ServiceView
-from dcctl.ops.generation import Generation
+from dcctl.model import Generation, NodeStatus, ServiceView
 
 
 @dataclass(frozen=True)

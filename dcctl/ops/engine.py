@@ -13,12 +13,15 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import psycopg
+from psycopg.rows import DictRow
 
 from dcctl.config.schema import Config, PostgresConfig, ServiceConfig
 from dcctl.errors import DcctlError, ExitCode, Interrupted, RefusedError
+from dcctl.model import ServiceView
 from dcctl.ops.journal import Journal, JournalState
 from dcctl.ops.lock import LockOwner, ServiceLock, wait_at_test_barrier
 from dcctl.ops.playbook import Playbook, PlaybookStep
@@ -31,6 +34,11 @@ class OperationFailed(DcctlError):
     exit_code = ExitCode.FAILED
 
 
+class FailedVerdict(OperationFailed):
+    """The operation ran to its end and its verdict is failure (a drill whose checks failed):
+    nothing to roll back, nothing to resume."""
+
+
 @dataclass
 class OpContext:
     op_id: str
@@ -38,14 +46,45 @@ class OpContext:
     config: Config
     service_name: str
     service: ServiceConfig
-    old_primary: str  # the site that was primary when the operation started (rejoin: the node rejoined)
-    new_primary: str  # the site that is primary at the end
+    # The two sites an operation moves between, named by the journal header. Switchover and
+    # failover: the primary before and after. Rejoin: the node being rejoined (old_primary) and
+    # the primary it will follow (new_primary); drill: the primary and the drill site. The
+    # properties below name them for those operations.
+    old_primary: str
+    new_primary: str
     args: dict[str, Any]
     journal: Journal
     say: Callable[[str], None] = lambda text: None
     observed: dict[str, Any] = field(default_factory=dict)
+    view: ServiceView | None = None  # the snapshot the operation was planned on
+    view_taken: float = 0.0  # time.monotonic() when it was taken
+    # Runs a nested operation for a composite one (the full drill's switchovers): (kind, target
+    # site, args, say) -> (outcome, report, operation id). Set by ops/operation.py.
+    nested: Callable[..., tuple[str, Mapping[str, Any], str]] | None = None
     _transports: dict[str, Transport] = field(default_factory=dict)
-    _conns: dict[str, psycopg.Connection] = field(default_factory=dict)
+    _conns: dict[str, psycopg.Connection[DictRow]] = field(default_factory=dict)
+
+    VIEW_FRESH_SECONDS = 2.0
+
+    @property
+    def rejoining(self) -> str:
+        """Rejoin: the site being turned into a standby."""
+        return self.old_primary
+
+    @property
+    def drill_site(self) -> str:
+        """Drill: the site where the throwaway copy runs."""
+        return self.new_primary
+
+    def current_view(self) -> ServiceView:
+        """The planning snapshot while it is fresh (the usual case: planned, then run at once with
+        --yes); a new one after a human took time to confirm, or on resume."""
+        if self.view is None or time.monotonic() - self.view_taken > self.VIEW_FRESH_SECONDS:
+            from dcctl.topology import gather_view
+
+            self.view = gather_view(self.config, self.service_name, self.service)
+            self.view_taken = time.monotonic()
+        return self.view
 
     def node(self, site: str) -> PostgresConfig:
         return self.service.sites[site].postgres
@@ -55,7 +94,7 @@ class OpContext:
             self._transports[site] = open_transport(site, self.service.sites[site])
         return self._transports[site]
 
-    def conn(self, site: str) -> psycopg.Connection:
+    def conn(self, site: str) -> psycopg.Connection[DictRow]:
         """A reused, autocommit connection to the node at `site`; reopened if it broke."""
         current = self._conns.get(site)
         if current is not None and not current.closed and not current.broken:
@@ -63,7 +102,7 @@ class OpContext:
         self._conns[site] = connect(self.node(site), self.kind, site)
         return self._conns[site]
 
-    def connect_with_retries(self, site: str) -> psycopg.Connection:
+    def connect_with_retries(self, site: str) -> psycopg.Connection[DictRow]:
         """Open the connection before the window, retrying a node that is briefly unreachable
         (operation.connect_retries attempts, backing off from 0.1 s to 2 s)."""
         from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
@@ -151,6 +190,23 @@ def run_hook_point(ctx: OpContext, point: str) -> dict[str, Any]:
     return {f"hook_{point}": outputs}
 
 
+def inject_fault(step: str, moment: str) -> None:
+    """Test-only crash points: DCCTL_FAULT_AT=STEP:start|end[:kill|sigint] makes dcctl die
+    (os._exit, as kill -9 would) or receive Ctrl-C just after STEP starts or just before it ends
+    (after the step's work, before its end is journaled: `end` of the journal is the next boundary)."""
+    wanted = os.environ.get("DCCTL_FAULT_AT")
+    if not wanted:
+        return
+    target, _, rest = wanted.partition(":")
+    when, _, how = rest.partition(":")
+    if target != step or when != moment:
+        return
+    if how == "sigint":
+        os.kill(os.getpid(), signal.SIGINT)
+    else:
+        os._exit(99)
+
+
 class CtrlC:
     """What Ctrl-C does during an operation, decided once for every step:
 
@@ -164,7 +220,7 @@ class CtrlC:
     def __init__(self, runner: "Runner"):
         self.runner = runner
         self.presses = 0
-        self.previous = None
+        self.previous: Any = None  # the handler to restore
 
     def __enter__(self) -> "CtrlC":
         if threading.current_thread() is threading.main_thread():
@@ -189,10 +245,12 @@ class CtrlC:
 
 
 class Runner:
-    def __init__(self, ctx: OpContext, playbook: Playbook, actions: dict[str, Action]):
+    def __init__(self, ctx: OpContext, playbook: Playbook, actions: dict[str, Action], *, takes_lock: bool = True):
+        """takes_lock=False: a composite operation (the full drill), whose parts take the lock."""
         self.ctx = ctx
         self.playbook = playbook
         self.actions = actions
+        self.takes_lock = takes_lock
         self.owner = LockOwner(ctx.op_id, socket.gethostname(), os.getpid(), time.time())
         self.lock = ServiceLock(ctx.config.state_dir, ctx.service_name,
                                 {site: (ctx.transport(site), cfg.state_dir) for site, cfg in ctx.service.sites.items()})
@@ -212,7 +270,8 @@ class Runner:
         done = set(resume_state.ended) if resume_state else set()
         locked = False
         try:
-            self._acquire_lock(break_lock)
+            if self.takes_lock:
+                self._acquire_lock(break_lock)
             locked = True
             if resume_state is not None:
                 self.ctx.observed.update(resume_state.observed)
@@ -233,6 +292,9 @@ class Runner:
             raise
         except Interrupted:
             raise  # the first Ctrl-C, already rolled back or halted at a step boundary
+        except FailedVerdict as exc:
+            self.ctx.journal.append("finish", outcome="failed", reason=exc.message)
+            raise
         except KeyboardInterrupt:
             # The second Ctrl-C: stop now, in the middle of a step, and roll nothing back here (an
             # undo interrupted half-way is worse than none): resume re-observes and finishes it.
@@ -244,7 +306,7 @@ class Runner:
             self._fail_or_roll_back(exc)
             raise
         finally:
-            if locked and self._finished():
+            if locked and self.takes_lock and self._finished():
                 if os.environ.get("DCCTL_FAULT_BEFORE_UNLOCK"):
                     os._exit(99)  # fault injection for tests: die between the journal's finish and the release
                 self.lock.release(self.owner)
@@ -297,12 +359,15 @@ class Runner:
         ctx = self.ctx
         ctx.say(f"[{index}/{total}] {step.label}")
         ctx.journal.append("step_start", step=step.label, index=index)
+        inject_fault(step.label, "start")
         started = time.monotonic()
         try:
             observed = run_hook_point(ctx, step.name) if step.hook else (self.actions[step.name].run(ctx) or {})
         except BaseException as exc:
             message = exc.message if isinstance(exc, DcctlError) else f"{type(exc).__name__}: {exc}"
             ctx.journal.append("step_fail", step=step.label, error=message)
+            if isinstance(exc, FailedVerdict):
+                raise
             if isinstance(exc, DcctlError) and not isinstance(exc, RefusedError):
                 raise OperationFailed(f"{ctx.kind} {ctx.op_id}: step {index}/{total} '{step.label}' failed: "
                                       f"{message}", hint=exc.hint, detail=exc.detail) from exc
@@ -312,6 +377,7 @@ class Runner:
                                       f"{message.splitlines()[0] if message.strip() else message}",
                                       detail=message) from exc
             raise
+        inject_fault(step.label, "end")
         ctx.observed.update(observed)
         ctx.journal.append("step_end", step=step.label, seconds=round(time.monotonic() - started, 4),
                            observed=observed)

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from dcctl.errors import DcctlError, RefusedError
-from dcctl.ops.engine import Action, OpContext, OperationFailed
+from dcctl.ops.engine import OpContext, OperationFailed
 
 LISTED = 1000  # paths named in a report, per store
 
@@ -165,7 +165,7 @@ def quarantine_files(ctx: OpContext) -> dict[str, Any]:
     if not stores:
         return {"quarantine": "no file stores"}
     tag = ctx.op_id
-    report = {}
+    report: dict[str, dict[str, Any]] = {}
     for store in stores:
         # The pair runs "backwards" (old -> new) only to list and compare; nothing is pushed.
         pair = _pair(ctx, store, old, new)
@@ -214,18 +214,3 @@ def resync_files(ctx: OpContext) -> dict[str, Any]:
         finally:
             pair.close()
     return {"resync_files": report}
-
-
-def register(switchover: dict[str, Action], failover: dict[str, Action], rejoin: dict[str, Action]) -> None:
-    switchover["final_file_sync"] = Action(
-        final_file_sync, lambda c: "push what changed in the file stores since the last reconciliation, then "
-        "verify exactly those entries at both sites (a difference rolls back)", lambda c: c.old_primary)
-    failover["record_file_sync"] = Action(
-        record_file_sync, lambda c: f"read the time up to which {c.new_primary} received the file stores (for the "
-        "report)", lambda c: c.new_primary)
-    rejoin["quarantine_files"] = Action(
-        quarantine_files, lambda c: "move files changed after the last sync, and unknown to the primary, into the "
-        "store's quarantine folder (listed in the report)", lambda c: c.old_primary)
-    rejoin["resync_files"] = Action(
-        resync_files, lambda c: f"reconcile the file stores from {c.new_primary} (guarded; replaced files kept in "
-        "the holding area)", lambda c: c.old_primary)

@@ -158,7 +158,8 @@ def list_operations(state_dir: str | Path) -> list[tuple[str, JournalState]]:
 def scan_operations(state_dir: str | Path) -> tuple[list[tuple[str, JournalState]], list[str]]:
     """The readable operations, oldest first, and one line for each journal that was skipped or
     had torn lines skipped, so that nothing vanishes from `history` unsaid."""
-    found, notes = [], []
+    found: list[tuple[str, JournalState]] = []
+    notes: list[str] = []
     base = operations_dir(state_dir)
     if not base.exists():
         return found, notes
@@ -171,8 +172,9 @@ def scan_operations(state_dir: str | Path) -> tuple[list[tuple[str, JournalState
         except JournalError as exc:
             notes.append(f"operation {directory.name} skipped: {exc.message}")
             continue
-        if journal.torn_note():
-            notes.append(journal.torn_note())
+        torn = journal.torn_note()
+        if torn:
+            notes.append(torn)
     return sorted(found, key=lambda item: item[1].header["ts"]), notes
 
 

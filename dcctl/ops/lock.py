@@ -208,6 +208,17 @@ class ServiceLock:
             self._give_back(text)
             raise
 
+    def refusal_here(self, owner: LockOwner, *, break_stale: bool = False) -> RefusedError | None:
+        """A look at the lock where dcctl runs only (no site asked), before anything is planned
+        further: a crashed operation's lock is the first thing an operator must hear about."""
+        found = _LocalPlace(self.local_path).read()
+        if found is None:
+            return None
+        holder = parse_owner(found)
+        if judge(owner, holder, finished=self._finished(holder.operation), break_lock=break_stale) == REFUSE:
+            return self._refusal(holder, "local", break_stale)
+        return None
+
     def _take(self, place, owner: LockOwner, text: str, break_stale: bool, say: Say) -> None:
         may_take_over = True  # once per place: a second takeover would take a lock just taken by a rival
         for _ in range(5):

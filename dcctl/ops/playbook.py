@@ -8,7 +8,9 @@ steps must all be there, in their safe order, because that order is what keeps d
 from __future__ import annotations
 
 import difflib
+import functools
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -19,19 +21,33 @@ import yaml
 from dcctl.config.load import decode_utf8, safe_load_yaml
 from dcctl.errors import ConfigError
 
-BUILTIN_STEPS: dict[str, tuple[str, ...]] = {
-    "switchover": ("preflight", "prepare", "checkpoint_primary", "stop_primary", "read_shutdown_checkpoint",
-                   "final_file_sync", "wait_replayed", "promote", "wait_writable",
-                   "configure_old_primary_as_standby", "start_old_primary", "wait_old_primary_streaming",
-                   "record_generation"),
-    "failover": ("preflight", "prepare", "record_file_sync", "fence_old_primary", "promote", "wait_writable",
-                 "record_generation"),
-    "rejoin": ("preflight", "prepare", "stop_old_primary", "checkpoint_new_primary", "assess_divergence",
-               "keep_diverged", "quarantine_files", "rewind", "configure_old_primary_as_standby",
-               "start_old_primary", "wait_old_primary_streaming", "record_generation", "resync_files"),
-    "drill": ("preflight", "cleanup_leftovers", "copy_standby", "start_copy", "promote_copy", "verify", "cleanup",
-              "verdict"),
-}
+OPERATIONS = ("switchover", "failover", "rejoin", "drill", "drill_full")
+
+
+@functools.cache
+def builtin_steps(operation: str) -> tuple[str, ...]:
+    """An operation's built-in steps in their safe order. The playbooks shipped inside the package
+    are the one place step order is written; everything else (validation of a site's playbook,
+    the tests that every step has its action) reads it from there."""
+    path = shipped_playbooks() / f"{operation}.yaml"
+    raw = safe_load_yaml(decode_utf8(path.read_bytes(), str(path)))
+    return tuple(entry for entry in raw["steps"] if isinstance(entry, str))
+
+
+class _ShippedSteps(Mapping[str, tuple[str, ...]]):
+    def __getitem__(self, operation: str) -> tuple[str, ...]:
+        if operation not in OPERATIONS:
+            raise KeyError(operation)
+        return builtin_steps(operation)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(OPERATIONS)
+
+    def __len__(self) -> int:
+        return len(OPERATIONS)
+
+
+BUILTIN_STEPS: Mapping[str, tuple[str, ...]] = _ShippedSteps()
 
 
 @dataclass(frozen=True)

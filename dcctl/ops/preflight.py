@@ -24,7 +24,10 @@ def choose_roles(view: ServiceView, to_site: str | None) -> tuple[str | None, st
     return None, None
 
 
-def switchover_refusals(view: ServiceView, service: ServiceConfig, old: str | None, new: str | None) -> list[str]:
+def switchover_refusals(view: ServiceView, service: ServiceConfig, old: str | None, new: str | None, *,
+                        check_receipt: bool = True) -> list[str]:
+    """check_receipt=False when the view was not taken right after a commit on the primary (an idle
+    primary's receiver legitimately hears nothing for up to wal_receiver_timeout / 2)."""
     if old is None or new is None:
         return ["cannot tell which site is the primary and which the standby: " + _roles(view)]
     if new not in service.sites:
@@ -39,8 +42,8 @@ def switchover_refusals(view: ServiceView, service: ServiceConfig, old: str | No
                        f"if it is lost, this is a failover")
     if n.role is not Role.STANDBY:
         reasons.append(f"site {new} is not a running standby ({n.postgres_error or n.role.value})")
-    elif n.node.receiver_status != "streaming":
-        reasons.append(f"standby {new} is not streaming ({n.node.receiver_status or 'no WAL receiver'}): "
+    elif n.answered().receiver_status != "streaming":
+        reasons.append(f"standby {new} is not streaming ({n.answered().receiver_status or 'no WAL receiver'}): "
                        f"fix replication first (dcctl check)")
     if o.node and n.node and n.role is Role.STANDBY:
         if o.node.timeline != n.node.timeline:
@@ -52,7 +55,7 @@ def switchover_refusals(view: ServiceView, service: ServiceConfig, old: str | No
                            f"{human_bytes(limit)}): wait for it to catch up")
         if n.node.replay_paused:
             reasons.append(f"replay is paused on {new}: SELECT pg_wal_replay_resume() there first")
-        silence = receiver_silence(n.node, service.operation.max_receipt_age)
+        silence = receiver_silence(n.node, service.operation.max_receipt_age) if check_receipt else None
         if silence:
             reasons.append(f"standby {new}: {silence}")
     for site in (o, n):

@@ -7,16 +7,51 @@ import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 from dcctl.ops.journal import Journal
 
 
-def build_report(entries: list[dict[str, Any]]) -> dict[str, Any]:
+class StepRecord(TypedDict, total=False):
+    """One step of the journal, as the report shows it."""
+
+    step: str
+    start_offset_s: float | None
+    outcome: str  # ok | failed
+    seconds: float | None
+    error: str | None
+
+
+class OperationReport(TypedDict):
+    """What every operation leaves behind (report.json), whatever its kind. `observed` holds what
+    the steps saw, by name (LSNs, timelines, commands' outputs); docs/operations.md lists them."""
+
+    operation: str
+    kind: str
+    service: str
+    old_primary: str | None
+    new_primary: str | None
+    started_at: str
+    ended_at: str
+    wall_seconds: float
+    outcome: str  # success | rolled_back | failed | halted | superseded | refused | unfinished
+    host: str | None
+    pid: int | None
+    args: dict[str, Any]
+    write_unavailability_seconds: float | None
+    data_loss: str
+    steps: list[StepRecord]
+    observed: dict[str, Any]
+
+
+def build_report(entries: list[dict[str, Any]]) -> OperationReport:
     header = entries[0]
     start = header["ts"]
-    steps, observed, outcome, end = [], {}, "unfinished", entries[-1]["ts"]
-    open_steps: dict[str, dict[str, Any]] = {}
+    steps: list[StepRecord] = []
+    observed: dict[str, Any] = {}
+    outcome, end = "unfinished", entries[-1]["ts"]
+    open_steps: dict[str, StepRecord] = {}
     for entry in entries[1:]:
         event = entry["event"]
         if event == "step_start":
@@ -41,7 +76,7 @@ def build_report(entries: list[dict[str, Any]]) -> dict[str, Any]:
     window = None
     if _number(observed.get("writable_at")):
         began = observed.get("writes_stopped_at", start if header["kind"] == "failover" else None)
-        if _number(began):
+        if began is not None and _number(began):
             window = round(observed["writable_at"] - began, 4)
     return {
         "operation": header["op"], "kind": header["kind"], "service": header["service"],
@@ -104,7 +139,7 @@ def write_private(path: Path, text: str) -> None:
         os.close(fd)
 
 
-def markdown(r: dict[str, Any]) -> str:
+def markdown(r: Mapping[str, Any]) -> str:
     lines = [
         f"# {r['kind']} of {r['service']}: {r['outcome']}",
         "",

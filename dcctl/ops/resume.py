@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dcctl.config.schema import Config
 from dcctl.errors import RefusedError
+from dcctl.model import ServiceView
 from dcctl.ops import generation
 from dcctl.ops.journal import Journal, JournalState
 from dcctl.ops.resume_check import resume_refusals
 
 
-def refuse_if_superseded(config: Config, journal: Journal, state: JournalState) -> None:
+def refuse_if_superseded(config: Config, journal: Journal, state: JournalState) -> ServiceView:
+    """The fresh snapshot resume decided on (the operation goes on with it), or RefusedError."""
     from dcctl.topology import gather_view
 
     header = state.header
@@ -18,7 +20,7 @@ def refuse_if_superseded(config: Config, journal: Journal, state: JournalState) 
     recorded = generation.read_local(config.state_dir, name)
     reasons = resume_refusals(header, state.started, set(state.ended), state.observed, view, recorded)
     if not reasons:
-        return
+        return view
     journal.append("finish", outcome="superseded", reasons=reasons)
     raise RefusedError(f"resume of {header.get('op')} refused, the world changed since it stopped:\n  - "
                        + "\n  - ".join(reasons),

@@ -29,14 +29,17 @@ def resume_refusals(header: dict[str, Any], started: list[str], ended: set[str],
     if recorded is not None and recorded.operation not in (None, op) and recorded.at > header.get("ts", 0):
         reasons.append(f"operation {recorded.operation} recorded generation {recorded.generation} (primary "
                        f"{recorded.primary}) after this one stopped")
-    newest = newest_known_timeline(observed, TIMELINE_KEYS.get(kind, ()),
-                                   recorded if recorded is not None and recorded.operation == op else None)
+    # The recorded generation counts too, whoever wrote it (one written after this operation
+    # started was refused above): a standby whose WAL receiver is gone reports the timeline of
+    # its last restartpoint, which can lag the service's true one.
+    newest = newest_known_timeline(observed, TIMELINE_KEYS.get(kind or "", ()), recorded)
     if newest is not None:
         allowed = newest + (1 if any(s in started for s in PROMOTING_STEPS) and "timeline_after" not in observed
                             else 0)
         for site in view.primaries():
-            if site.node.timeline is not None and site.node.timeline > allowed:
-                reasons.append(f"site {site.site} is a primary on timeline {site.node.timeline}, newer than any "
+            timeline = site.answered().timeline
+            if timeline is not None and timeline > allowed:
+                reasons.append(f"site {site.site} is a primary on timeline {timeline}, newer than any "
                                f"this operation saw or made ({allowed}): another promotion happened since")
     if old in _sites(view) and new in _sites(view):
         reasons += _kind_refusals(kind, started, ended, view.site(old), view.site(new))
@@ -61,7 +64,7 @@ def _kind_refusals(kind: str | None, started: list[str], ended: set[str], old: S
     if kind == "rejoin":
         if new.role is Role.STANDBY:
             reasons.append(f"site {new.site}, the primary this rejoin follows, is a standby now")
-        if old.postgres_up and "start_old_primary" not in started:
+        if old.node is not None and "start_old_primary" not in started:
             reasons.append(f"site {old.site} runs ({old.role.value}"
                            + (f", streaming from {old.node.upstream}" if old.node.receiver_status == "streaming"
                               else "") + ") although this rejoin never started it: it was repaired or started "

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dcctl.ops.generation import Generation
-from dcctl.pg.standby_conf import quote
+from dcctl.pg import queries
 
 
 def standby_names(peer_site: str) -> str:
@@ -93,23 +93,11 @@ def decide(mode: str, relax_after: float, facts: SyncFacts, recorded: Generation
     return SyncDecision(None, f"commits on {facts.site} wait for {facts.peer}")
 
 
-def set_statement(value: str) -> str:
-    """ALTER SYSTEM takes no bind parameters: the value is quoted here (standard_conforming_strings).
-
-    >>> print(set_statement('"backup"'))
-    ALTER SYSTEM SET synchronous_standby_names = '"backup"'
-    """
-    return f"ALTER SYSTEM SET synchronous_standby_names = {quote(value)}"
-
-
-RELOAD = "SELECT pg_catalog.pg_reload_conf()"
-
-
 def apply(conn, value: str) -> None:
     """Set synchronous_standby_names on a node (primary or standby) and reload: no restart needed.
     Commits waiting for a standby are released at once when the value becomes empty."""
-    conn.execute(set_statement(value))
-    conn.execute(RELOAD)
+    conn.execute(queries.set_synchronous_standby_names(value))
+    conn.execute(queries.RELOAD_CONF)
 
 
 def release_after_failover(ctx) -> dict[str, str]:

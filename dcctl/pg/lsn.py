@@ -22,5 +22,8 @@ def format_lsn(value: int) -> str:
 
 
 def lsn_diff(ahead: str | int, behind: str | int) -> int:
-    to_int = lambda v: parse_lsn(v) if isinstance(v, str) else v  # noqa: E731
-    return to_int(ahead) - to_int(behind)
+    return _as_int(ahead) - _as_int(behind)
+
+
+def _as_int(lsn: str | int) -> int:
+    return parse_lsn(lsn) if isinstance(lsn, str) else lsn

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from dcctl.config.schema import PostgresConfig
 from dcctl.pg.tools import conninfo
@@ -37,7 +38,7 @@ def quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def update_auto_conf(text: str, settings: dict[str, str | None]) -> str:
+def update_auto_conf(text: str, settings: Mapping[str, str | None]) -> str:
     """postgresql.auto.conf with `settings` set (None removes one); other lines untouched.
 
     >>> update_auto_conf("# header\\nport = '5432'\\nwork_mem = '8MB'\\n", {"port": "5433", "primary_slot_name": "s"})

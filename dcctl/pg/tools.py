@@ -26,7 +26,7 @@ def initdb(bin_dir: str, data_dir: str, superuser: str, pwfile: str) -> list[str
 
 
 def pg_basebackup(bin_dir: str, data_dir: str, conninfo: str, slot: str | None, *, sync: bool = True,
-                  max_rate_mb: int = 0) -> list[str]:
+                  max_rate_mb: int = 0, label: str | None = None, manifest: bool = True) -> list[str]:
     argv = [_bin(bin_dir, "pg_basebackup"), "-D", data_dir, "-d", conninfo, "-X", "stream",
             "--checkpoint=fast", "--no-password", "--progress"]
     if slot:
@@ -35,6 +35,10 @@ def pg_basebackup(bin_dir: str, data_dir: str, conninfo: str, slot: str | None, 
         argv.append("--no-sync")
     if max_rate_mb:
         argv.append(f"--max-rate={max_rate_mb}M")
+    if label:
+        argv += ["-l", label]
+    if not manifest:
+        argv.append("--no-manifest")
     return argv
 
 
@@ -55,31 +59,51 @@ def conninfo(**params: str | int | None) -> str:
     return " ".join(parts)
 
 
-# Signal the postmaster named in postmaster.pid (after checking it is PostgreSQL) and wait,
-# polling every 10 ms, until postmaster.pid is gone: pg_ctl stop -w polls only every 100 ms.
-_SIGNAL_STOP = r'''
-data="$1"; sig="$2"; ticks="$3"; reap="$4"; pidfile="$data/postmaster.pid"
-# A process that is gone or a zombie (killed, not yet reaped) has an empty cmdline.
+# The start of a script that acts on the postmaster of data directory $1: finds it in
+# postmaster.pid and checks that the PID runs in that directory (its working directory), so a
+# reused PID is never signalled; sets $data, $pidfile, $pid; the other arguments are left in $@.
+# The working directory is read before the command line: a process that exits in between has
+# already lost its command line (the kernel drops it first), so it is taken as gone, not foreign.
+# on_stale: lines run when postmaster.pid names a process that is gone or a zombie.
+def _verified_postmaster(on_stale: str = "") -> str:
+    return r'''
+data="$1"; shift; pidfile="$data/postmaster.pid"
 cmdline() { tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null; }
 pid=$(head -n 1 "$pidfile" 2>/dev/null)  # gone, or going away as we read it: not running
 [ -n "$pid" ] || { echo "not running"; exit 0; }
-cmd=$(cmdline "$pid")
-if [ -z "$cmd" ]; then
+cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null)
+if [ -z "$(cmdline "$pid")" ]; then
+''' + on_stale + r'''  echo "not running (stale postmaster.pid)"; exit 0
+fi
+real=$(cd "$data" && pwd -P)
+if [ "$cwd" != "$real" ]; then
+  echo "postmaster.pid names process $pid, which does not run in $real: $(cmdline "$pid")" >&2; exit 3
+fi
+'''
+
+
+_VERIFIED_POSTMASTER = _verified_postmaster()
+# Centiseconds since boot, from the clock: a count of loop turns undercounts (each turn forks).
+_NOW = r'''
+now() { read -r up _ < /proc/uptime; echo "${up%.*}${up#*.}"; }
+'''
+
+
+# Signal the postmaster named in postmaster.pid (its PID checked against the data directory
+# first) and wait, polling every 10 ms, until postmaster.pid is gone: pg_ctl stop -w polls only
+# every 100 ms. Arguments: data directory, signal, deadline in centiseconds, 1 to wait for a
+# killed postmaster to be reaped.
+_SIGNAL_STOP = _NOW + r'''
+end=$(( $(now) + $3 )); reap="$4"
+''' + _verified_postmaster(on_stale=r'''
   # Killed but not yet reaped: PostgreSQL refuses to start while that PID exists, so a stop that
   # precedes a start waits for it (a fence does not: nothing starts there).
-  i=0
-  while [ "$reap" = 1 ] && kill -0 "$pid" 2>/dev/null && [ "$i" -lt "$ticks" ]; do i=$((i + 1)); sleep 0.01; done
-  echo "not running (stale postmaster.pid)"; exit 0
-fi
-case "$cmd" in
-  *postgres*|*postmaster*) ;;
-  *) echo "postmaster.pid names process $pid, which is not PostgreSQL: $cmd" >&2; exit 3 ;;
-esac
+  while [ "$reap" = 1 ] && kill -0 "$pid" 2>/dev/null && [ "$(now)" -lt "$end" ]; do sleep 0.01; done
+''') + r'''
+sig="$1"
 kill -"$sig" "$pid" || exit 4
-i=0
 while [ -e "$pidfile" ] && [ -n "$(cmdline "$pid")" ]; do
-  i=$((i + 1))
-  if [ "$i" -gt "$ticks" ]; then echo "PostgreSQL (pid $pid) still running after the deadline" >&2; exit 5; fi
+  if [ "$(now)" -ge "$end" ]; then echo "PostgreSQL (pid $pid) still running after the deadline" >&2; exit 5; fi
   sleep 0.01
 done
 echo "stopped"
@@ -91,22 +115,6 @@ def signal_stop(data_dir: str, mode: str, timeout: float, wait_reaped: bool | No
     reap = mode != "immediate" if wait_reaped is None else wait_reaped
     return ["sh", "-c", _SIGNAL_STOP, "dcctl-stop", data_dir, STOP_SIGNALS[mode], str(int(timeout * 100)),
             "1" if reap else "0"]
-
-
-# The start of a script that acts on the postmaster of data directory $1: finds it in
-# postmaster.pid and checks that the PID runs in that directory (its working directory), so a
-# reused PID is never signalled; sets $data, $pidfile, $pid; the other arguments are left in $@.
-_VERIFIED_POSTMASTER = r'''
-data="$1"; shift; pidfile="$data/postmaster.pid"
-cmdline() { tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null; }
-pid=$(head -n 1 "$pidfile" 2>/dev/null)  # gone, or going away as we read it: not running
-[ -n "$pid" ] || { echo "not running"; exit 0; }
-[ -n "$(cmdline "$pid")" ] || { echo "not running (stale postmaster.pid)"; exit 0; }
-real=$(cd "$data" && pwd -P)
-if [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" != "$real" ]; then
-  echo "postmaster.pid names process $pid, which does not run in $real: $(cmdline "$pid")" >&2; exit 3
-fi
-'''
 
 
 # SIGTERM the walsenders of the postmaster of data_dir (its PID checked against the data
@@ -153,8 +161,7 @@ def pg_waldump(bin_dir: str, wal_dir: str, timeline: int, start: str, start_segm
 # SIGQUIT until it is thawed, so the last stage SIGKILLs the postmaster AND its children: a
 # backend left alive could still acknowledge a commit when thawed. The PID is checked against
 # the data directory (the postmaster's working directory) before anything is signalled.
-_FENCE = _VERIFIED_POSTMASTER + r'''
-now() { read -r up _ < /proc/uptime; echo "${up%.*}${up#*.}"; }  # centiseconds, no fork
+_FENCE = _VERIFIED_POSTMASTER + _NOW + r'''
 children() { grep -l "^PPid:[[:space:]]*$pid\$" /proc/[0-9]*/status 2>/dev/null | cut -d/ -f3; }
 frozen() { grep -q '^State:[[:space:]]*T' "/proc/$pid/status" 2>/dev/null; }
 gone() { for p in "$@"; do [ -n "$(cmdline "$p")" ] && return 1; done; return 0; }

@@ -138,7 +138,7 @@ class StandbyBuilder:
         data_dir = r.standby.data_dir.rstrip("/")
         basebackup = tools.pg_basebackup(r.standby.bin_dir, p.partial_dir, self.source, p.slot)
         steps = [Step("create_slot", r.primary_site, f"create physical slot {p.slot} on {r.primary_site} if missing",
-                      self.create_slot, f"SELECT pg_create_physical_replication_slot('{p.slot}')")]
+                      self.create_slot, queries.shown(queries.CREATE_PHYSICAL_SLOT, p.slot, p.slot))]
         if p.stop_first:
             steps.append(Step("stop_standby", r.standby_site, f"stop PostgreSQL at {r.standby_site} (fast)",
                               lambda rep: control.stop(self.standby, r.standby),
@@ -262,8 +262,7 @@ def observe_target(transport: Transport, node: PostgresConfig) -> TargetState:
 
 def primary_size(node: PostgresConfig, site: str) -> int:
     with connect(node, "replication init", site) as conn:
-        row = conn.execute("SELECT pg_catalog.sum(pg_catalog.pg_database_size(oid))::bigint AS size "
-                           "FROM pg_catalog.pg_database").fetchone()
+        row = conn.execute(queries.DATABASES_SIZE).fetchone()
     return int(row["size"] or 0)
 
 

@@ -11,26 +11,13 @@ from dcctl.checks.result import CheckResult, Status
 from dcctl.config.schema import Config, PostgresConfig, ServiceConfig
 from dcctl.errors import DcctlError
 from dcctl.parallel import run_all
+from dcctl.pg import queries
 from dcctl.pg.session import connect
 from dcctl.transport import open_transport
 from dcctl.units import human_bytes
 
 OK, WARN, CRIT, UNKNOWN = Status.OK, Status.WARN, Status.CRIT, Status.UNKNOWN
 
-PREREQ_QUERY = """
-SELECT pg_catalog.current_setting('config_file') AS config_file,
-       pg_catalog.current_setting('hba_file') AS hba_file,
-       (SELECT pg_catalog.json_object_agg(name, setting) FROM pg_catalog.pg_settings
-        WHERE name IN ('wal_level', 'wal_log_hints', 'data_checksums', 'hot_standby', 'max_wal_senders',
-                       'max_replication_slots', 'wal_keep_size', 'archive_mode')) AS settings,
-       (SELECT pg_catalog.json_build_object('replication', r.rolreplication, 'login', r.rolcanlogin)
-        FROM pg_catalog.pg_roles r WHERE r.rolname = %s) AS replication_role,
-       (SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
-           'line', h.line_number, 'type', h.type, 'database', h.database, 'user_name', h.user_name,
-           'address', h.address, 'netmask', h.netmask, 'auth_method', h.auth_method, 'error', h.error)
-         ORDER BY h.line_number) FROM pg_catalog.pg_hba_file_rules h) AS hba_rules,
-       (SELECT pg_catalog.sum(pg_catalog.pg_database_size(d.oid))::bigint FROM pg_catalog.pg_database d) AS size
-"""
 SPACE_MARGIN = 1.10
 
 
@@ -101,8 +88,8 @@ def evaluate_node(site: str, peer_site: str, peer_host: str, node: PostgresConfi
     if role and role["replication"] and role["login"]:
         results.append(CheckResult("replication_role", OK, f"role {user} has REPLICATION and LOGIN", site))
     else:
-        fix = (f"CREATE ROLE {user} WITH REPLICATION LOGIN PASSWORD '...';" if not role
-               else f"ALTER ROLE {user} WITH REPLICATION LOGIN;")
+        fix = (queries.FIX_CREATE_REPLICATION_ROLE if not role else queries.FIX_ALTER_REPLICATION_ROLE).format(
+            user=user)
         state = "missing" if not role else "not a replication login"
         results.append(CheckResult("replication_role", CRIT, f"role {user} is {state}: run `{fix}` on the primary, "
                                    f"and put the password in the standby site's password file", site))
@@ -146,7 +133,7 @@ def gather_prereqs(config: Config, service_name: str, service: ServiceConfig) ->
 
         def query(node=node, name=name):
             with connect(node, "check-prereqs", name) as conn:
-                return conn.execute(PREREQ_QUERY, (node.replication_user,)).fetchone()
+                return conn.execute(queries.REPLICATION_PREREQS, (node.replication_user,)).fetchone()
 
         def tools(node=node, name=name):
             found = transports[name].run(["ls", "-1", node.bin_dir], timeout=30)

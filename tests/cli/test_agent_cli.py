@@ -6,11 +6,11 @@ from tests.cli.test_errors import assert_clean_failure, run
 from tests.unit.test_config import GOOD
 
 
-def test_an_unknown_site_exits_3(tmp_path):
+def test_an_unknown_site_is_a_usage_error(tmp_path):
     config = tmp_path / "dcctl.yaml"
     config.write_text(yaml.safe_dump(GOOD))
-    assert_clean_failure(run("-c", str(config), "agent", "run", "--site", "casa"), 3,
-                         "no site named 'casa' in any service; configured sites: backup, rabat")
+    assert_clean_failure(run("-c", str(config), "agent", "run", "--site", "casa"), 2,
+                         "no site named 'casa' in any service; known sites: backup, rabat")
 
 
 def test_site_is_required():

@@ -53,10 +53,11 @@ def test_a_missing_lab_is_one_line():
     assert_clean_failure(result, 1, "dcctl: error: no lab in /nonexistent/lab", "dcctl lab up")
 
 
-def test_unknown_service_is_a_config_error(tmp_path):
+def test_unknown_service_is_a_usage_error_listing_the_services(tmp_path):
     good = tmp_path / "dcctl.yaml"
     good.write_text(yaml.safe_dump(GOOD))
-    assert_clean_failure(run("-c", str(good), "status", "--service", "nope"), 3, "no service named 'nope'")
+    assert_clean_failure(run("-c", str(good), "status", "--service", "nope"), 2,
+                         "no service named 'nope'", "configured: massar")
 
 
 def closed_port() -> int:

@@ -90,7 +90,11 @@ def test_full_drill_switches_there_and_back_without_losing_a_commit(local_lab):
         writer.wait_for_commits(20)
     report = json.loads(result.stdout)
     assert report["outcome"] == "success"
-    assert [s["step"] for s in report["steps"]] == ["switchover_there", "verify", "switchover_back"]
+    # One composite operation on the engine: its steps come from playbooks/drill_full.yaml.
+    assert [s["step"] for s in report["steps"] if not s["step"].startswith("hook:")] == [
+        "preflight", "switchover_there", "verify", "dwell", "switchover_back", "verdict"]
+    assert all(s["outcome"] == "ok" for s in report["steps"])
+    assert report["observed"]["switchover_there_operation"] != report["observed"]["switchover_back_operation"]
     assert report["observed"]["checks"][0]["passed"]
     assert {site: role for site, (role, _, _) in snapshot(local_lab).items()} == before
     assert missing_ids(local_lab.spec.app_dsn(), writer.stats.acknowledged) == []

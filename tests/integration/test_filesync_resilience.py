@@ -12,7 +12,7 @@ import pytest
 from dcctl.config import load_config
 from dcctl.filesync.engine import StorePair
 from dcctl.filesync.state import StoreStatus
-from dcctl.filesync.task import StoreSyncer, own_transport
+from dcctl.agent.filesync_task import StoreSyncer, own_transport
 from tests.integration.conftest import check_json, dcctl, results_named, wait_for
 from tests.integration.filesync_helpers import (agent_config, held, mkdirs, pushing, snapshot, start_agents, store,
                                                 wait_same, write)

@@ -5,7 +5,7 @@ import yaml
 
 from dcctl.agent.setup import resolve
 from dcctl.config import load_config, parse_config
-from dcctl.errors import ConfigError
+from dcctl.errors import ConfigError, UsageError
 from tests.unit.test_config import BACKUP, EXAMPLE, GOOD, problems, with_change
 
 AGENT = f"{BACKUP}.agent"
@@ -89,5 +89,5 @@ def test_an_unknown_site_lists_the_known_ones():
     config = parse_config(yaml.safe_dump(GOOD), "dcctl.yaml")
     with pytest.raises(ConfigError, match="no site named 'casa' in any service; configured sites: backup, rabat"):
         resolve(config, "casa")
-    with pytest.raises(ConfigError, match="no service named 'nope'"):
+    with pytest.raises(UsageError, match="no service named 'nope'"):
         resolve(config, "rabat", "nope")

@@ -1,6 +1,7 @@
 """The agent's metrics as pure functions of a snapshot: names, labels, values, log events."""
 import doctest
 import importlib
+import platform
 import re
 import subprocess
 from dataclasses import replace
@@ -9,8 +10,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from dcctl.agent.exposition import TaskCollector, families
-from dcctl.agent.metrics import METRICS, sample
+from dcctl import __version__
+from dcctl.agent.exposition import TaskCollector, build_info, families
+from dcctl.agent.metrics import METRICS, counts_by_reason, sample
 from dcctl.agent.status_metrics import StatusSnapshot, status_changes, status_samples, worst_by_name
 from dcctl.checks.catalog import Facts, run_checks
 from dcctl.checks.result import CheckResult, Status
@@ -76,9 +78,9 @@ def test_sample_refuses_undeclared_names_and_wrong_labels():
 def test_the_standby_agent_exports_its_lag_streaming_and_role():
     samples = status_samples(snapshot(view(site("rabat", primary(lsn="0/5000400")),
                                            site("backup", standby(replay="0/5000000", behind_seconds=4)))),
-                             "backup", "0.1.0")
-    assert one(samples, "dcctl_site_info", site="backup", role="standby", postgres_version="15.18",
-               version="0.1.0") == 1
+                             "backup")
+    assert one(samples, "dcctl_site_info", site="backup", role="standby") == 1
+    assert one(samples, "dcctl_pg_server_version", site="backup") == 150018
     assert one(samples, "dcctl_pg_up", site="backup") == 1
     assert one(samples, "dcctl_pg_in_recovery", site="backup") == 1
     assert one(samples, "dcctl_replication_lag_bytes", site="backup") == 0x400
@@ -99,7 +101,7 @@ def test_the_primary_agent_exports_its_lsn_and_slots():
     slots = (SlotStatus("dcctl_backup", True, "0/5000000", 4096, "reserved"),
              SlotStatus("old", False, "0/1000000", None, "lost"))
     samples = status_samples(snapshot(view(site("rabat", primary(slots=slots)), site("backup", standby()))),
-                             "rabat", "0.1.0")
+                             "rabat")
     assert one(samples, "dcctl_site_info", role="primary") == 1
     assert one(samples, "dcctl_pg_in_recovery", site="rabat") == 0
     assert one(samples, "dcctl_pg_current_lsn_bytes", site="rabat") == 0x5000000
@@ -112,18 +114,18 @@ def test_the_primary_agent_exports_its_lsn_and_slots():
 
 
 def test_volumes_of_the_own_site_only():
-    samples = status_samples(snapshot(healthy()), "rabat", "0.1.0")
-    assert values(samples, "dcctl_volume_free_bytes") == {
+    samples = status_samples(snapshot(healthy()), "rabat")
+    assert values(samples, "dcctl_volume_avail_bytes") == {
         frozenset({("site", "rabat"), ("volume", "data")}): 500, frozenset({("site", "rabat"), ("volume", "wal")}): 500}
     assert one(samples, "dcctl_volume_size_bytes", volume="wal") == 1000
 
 
 def test_a_dead_own_postgres_leaves_only_up_0_and_role_unknown():
     samples = status_samples(snapshot(view(site("rabat", primary()),
-                                           site("backup", None, error="connection refused"))), "backup", "0.1.0")
+                                           site("backup", None, error="connection refused"))), "backup")
     assert one(samples, "dcctl_pg_up", site="backup") == 0
-    assert one(samples, "dcctl_site_info", role="unknown", postgres_version="") == 1
-    for absent in ("dcctl_pg_in_recovery", "dcctl_pg_timeline", "dcctl_replication_lag_bytes",
+    assert one(samples, "dcctl_site_info", role="unknown") == 1
+    for absent in ("dcctl_pg_server_version", "dcctl_pg_in_recovery", "dcctl_pg_timeline", "dcctl_replication_lag_bytes",
                    "dcctl_replication_streaming"):
         assert not values(samples, absent)
     assert one(samples, "dcctl_check_status", check="replication_streaming") == Status.CRIT
@@ -131,7 +133,7 @@ def test_a_dead_own_postgres_leaves_only_up_0_and_role_unknown():
 
 def test_an_unreachable_peer_is_up_0_and_the_lag_is_absent_not_zero():
     samples = status_samples(snapshot(view(site("rabat", None, reachable=False, error="timeout"),
-                                           site("backup", standby()))), "backup", "0.1.0")
+                                           site("backup", standby()))), "backup")
     assert one(samples, "dcctl_peer_up", target="transport") == 0
     assert one(samples, "dcctl_peer_up", target="postgres") == 0
     assert one(samples, "dcctl_service_primaries") == 0
@@ -140,7 +142,7 @@ def test_an_unreachable_peer_is_up_0_and_the_lag_is_absent_not_zero():
 
 
 def test_two_primaries_are_counted():
-    samples = status_samples(snapshot(view(site("rabat", primary()), site("backup", primary()))), "backup", "x")
+    samples = status_samples(snapshot(view(site("rabat", primary()), site("backup", primary()))), "backup")
     assert one(samples, "dcctl_service_primaries") == 2
     assert one(samples, "dcctl_check_status", check="one_primary") == Status.CRIT
 
@@ -150,7 +152,7 @@ def test_check_status_is_the_worst_result_per_result_name():
     results = (CheckResult("postgres_up", Status.OK, "", "rabat"), CheckResult("postgres_up", Status.CRIT, "", "b"),
                CheckResult("drill_age", Status.UNKNOWN, ""), CheckResult("disk_free", Status.UNKNOWN, "", "rabat"),
                CheckResult("disk_free", Status.WARN, "", "backup"))
-    samples = status_samples(StatusSnapshot(v, results), "rabat", "x")
+    samples = status_samples(StatusSnapshot(v, results), "rabat")
     assert values(samples, "dcctl_check_status") == {
         frozenset({("check", "postgres_up")}): 2, frozenset({("check", "drill_age")}): 3,
         frozenset({("check", "disk_free")}): 1}
@@ -158,7 +160,7 @@ def test_check_status_is_the_worst_result_per_result_name():
 
 
 def test_lag_is_reported_per_result_name():
-    samples = status_samples(snapshot(healthy()), "rabat", "x")
+    samples = status_samples(snapshot(healthy()), "rabat")
     checks = {dict(k)["check"] for k in values(samples, "dcctl_check_status")}
     assert {"replication_lag_bytes", "replication_lag_seconds", "replication_streaming", "one_primary",
             "replication_slots"} <= checks
@@ -179,7 +181,7 @@ def test_events_name_role_changes_and_check_transitions():
 
 
 def test_families_follow_the_declarations_and_pass_promtool(tmp_path):
-    samples = (status_samples(snapshot(healthy()), "rabat", "0.1.0")
+    samples = (status_samples(snapshot(healthy()), "rabat")
                + [sample("dcctl_collector_runs_total", 3, collector="status", service="massar")])
 
     class Fixed:
@@ -202,3 +204,21 @@ def test_families_refuse_an_undeclared_sample():
 
     with pytest.raises(KeyError, match="not declared"):
         families([Sample("dcctl_nope", {}, 1)])
+
+
+def test_versions_are_in_build_info_not_in_site_info():
+    """A role change must not end the version series (and start a new one): versions live apart."""
+    assert "version" not in METRICS["dcctl_site_info"].labels
+    assert build_info().labels["version"] == __version__
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TaskCollector([]))
+    assert f'dcctl_build_info{{python_version="{platform.python_version()}",version="{__version__}"}} 1.0' \
+        in generate_latest(registry).decode()
+
+
+def test_reconciliation_reasons_are_short_enums_summed_per_reason():
+    counts = {"agent start": 1, "inotify queue overflow (events were dropped)": 2,
+              "more than 10 paths waiting (filesync.max_pending)": 1, "more than 20 paths waiting (x)": 3}
+    assert counts_by_reason(counts) == {"agent_start": 1, "inotify_overflow": 2, "max_pending": 4}
+    for reason in counts_by_reason(counts):
+        assert re.fullmatch(r"[a-z_]+", reason)

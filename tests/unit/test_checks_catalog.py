@@ -73,6 +73,14 @@ def test_lag_is_unknown_without_a_primary():
     assert {r.status for r in results(v, "replication_lag_bytes")} == {Status.UNKNOWN}
 
 
+
+def test_lag_is_unknown_when_the_standby_reports_no_replay_position():
+    """A probe that read no replay LSN (NULL) gives UNKNOWN, not a TypeError that stops every check."""
+    v = view(site("rabat", primary()), site("backup", standby(replay=None)))
+    [r] = results(v, "replication_lag_bytes")
+    assert r.status is Status.UNKNOWN and "backup" in r.detail
+
+
 def test_inactive_slot_retaining_wal_warns_and_says_how_to_drop_it():
     slots = (SlotStatus("dcctl_backup", True, "0/5000000", 0, "reserved"),
              SlotStatus("old", False, "0/1000000", 64 * 1024 * 1024, "reserved"))
@@ -131,7 +139,7 @@ def test_unreachable_site_is_crit_with_its_cause():
 
 
 def test_a_stale_primary_is_crit_with_what_to_do():
-    from dcctl.ops.generation import Generation
+    from dcctl.model import Generation
 
     v = view(site("rabat", primary(timeline=3)), site("backup", primary(timeline=4)))
     [r] = results(v, "generation", recorded_generation=Generation("massar", 4, "backup", ["rabat"]))

@@ -6,7 +6,7 @@ import yaml
 
 from dcctl.config import load_config, parse_config
 from dcctl.config.schema import LocalTransportConfig, SshTransportConfig
-from dcctl.errors import ConfigError
+from dcctl.errors import ConfigError, UsageError
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "dcctl.example.yaml"
 
@@ -154,5 +154,5 @@ def test_missing_file_says_where_to_put_one(tmp_path):
 def test_choosing_a_service():
     config = parse_config(yaml.safe_dump(GOOD), "dcctl.yaml")
     assert config.service(None)[0] == "massar"
-    with pytest.raises(ConfigError, match="no service named 'other'; configured: massar"):
+    with pytest.raises(UsageError, match="no service named 'other' in dcctl.yaml; configured: massar"):
         config.service("other")

@@ -9,8 +9,9 @@ from dcctl.agent.watcher import Reading, Round, fence_reason
 from dcctl.checks.catalog import Facts, run_checks
 from dcctl.checks.result import Status
 from dcctl.config.schema import Thresholds
+from dcctl.generation_rules import judge_primaries, newest
+from dcctl.model import Generation
 from dcctl.ops import sync_rep
-from dcctl.ops.generation import Generation, judge_primaries, newest
 from dcctl.ops.sync_rep import SyncFacts, decide
 from tests.unit.test_pure_layer import FORBIDDEN, PACKAGE, imported_modules
 from tests.unit.views import primary, site, standby, view

@@ -6,7 +6,8 @@ import pytest
 
 from dcctl.config.schema import ServiceConfig, SiteConfig
 from dcctl.errors import ConfigError
-from dcctl.ops.generation import Generation, stale_primaries
+from dcctl.generation_rules import stale_primaries
+from dcctl.model import Generation
 from dcctl.ops.journal import JournalState
 from dcctl.ops.playbook import BUILTIN_STEPS, load_playbook, parse_playbook
 from dcctl.ops.preflight import choose_roles, failover_refusals, switchover_refusals

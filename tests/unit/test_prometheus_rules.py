@@ -17,6 +17,9 @@ RULE_TESTS = REPO / "config" / "prometheus" / "dcctl-alerts.test.yml"
 SCRAPE = REPO / "config" / "prometheus" / "scrape.example.yml"
 DASHBOARD = REPO / "config" / "grafana" / "dcctl-dashboard.json"
 RUNBOOKS = REPO / "docs" / "runbooks.md"
+# The external label runbook_base, else the project's published copy (dcctl-alerts.yml, top comment).
+RUNBOOK_BASE = ("{{ with $externalLabels.runbook_base }}{{ . }}{{ else }}"
+                "https://github.com/dcctl/dcctl/blob/main/docs/runbooks.md{{ end }}")
 
 if not Path(PROMTOOL).exists():
     pytest.exit(f"{PROMTOOL} is missing: run scripts/setup.sh (it installs Debian's prometheus package)", returncode=1)
@@ -69,7 +72,7 @@ def test_every_alert_has_severity_summary_description_and_an_existing_runbook(ru
     annotations = rule["annotations"]
     assert annotations["summary"] and annotations["description"]
     page, _, anchor = annotations["runbook_url"].partition("#")
-    assert page == "docs/runbooks.md"
+    assert page == RUNBOOK_BASE  # absolute: it must open from Alertmanager and its notifications
     headings = {re.sub(r"[^a-z0-9-]", "", h.strip().lower().replace(" ", "-"))
                 for h in re.findall(r"^#+ (.+)$", RUNBOOKS.read_text(), flags=re.M)}
     assert anchor in headings
@@ -128,3 +131,45 @@ def test_alerts_name_only_checks_that_exist():
         for matcher in re.findall(r'check(=~|!~|=)"([^"]*)"', rule["expr"]):
             named |= set(matcher[1].split("|"))
     assert named and named <= produced
+
+
+def runbook_anchors() -> set[str]:
+    return {re.sub(r"[^a-z0-9-]", "", h.strip().lower().replace(" ", "-"))
+            for h in re.findall(r"^#+ (.+)$", RUNBOOKS.read_text(), flags=re.M)}
+
+
+def test_the_dashboard_links_runbooks_by_absolute_url():
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["runbook_base"]["type"] == "constant"
+    assert variables["runbook_base"]["query"].startswith("https://")
+    links = [link for p in dashboard["panels"] for link in p.get("links", [])]
+    assert len(links) >= 10
+    for link in links:
+        base, _, anchor = link["url"].partition("#")
+        assert base == "${runbook_base}" and anchor in runbook_anchors(), link
+    assert [link["url"] for link in dashboard["links"]] == ["${runbook_base}"]
+
+
+def test_the_dashboard_shows_drills_and_file_sync():
+    """Issue 17: metrics that were exported but on no panel."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    used = set().union(*(metric_names(t["expr"]) for t in dashboard_targets(dashboard)))
+    for name in ("dcctl_drill_last_success_timestamp_seconds", "dcctl_drill_last_rto_seconds",
+                 "dcctl_drill_last_rpo_seconds", "dcctl_drill_last_succeeded", "dcctl_filesync_lag_seconds",
+                 "dcctl_filesync_pending_files", "dcctl_filesync_blocked", "dcctl_filesync_holding_bytes",
+                 "dcctl_build_info", "dcctl_pg_server_version", "dcctl_volume_avail_bytes"):
+        assert name in used, name
+    rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
+    assert "Drills" in rows and "File sync" in rows
+
+
+def test_the_scrape_example_sets_the_runbook_base():
+    data = yaml.safe_load(SCRAPE.read_text())
+    assert data["global"]["external_labels"]["runbook_base"].startswith("https://")
+
+
+def test_alert_annotations_link_nothing_relative():
+    for rule in alerts():
+        for value in rule["annotations"].values():
+            assert "docs/runbooks.md#" not in value.replace(RUNBOOK_BASE, ""), rule["alert"]

@@ -79,7 +79,16 @@ def test_an_unreachable_site_is_no_evidence():
 
 
 @pytest.mark.parametrize("module", ["dcctl.ops.resume_check", "dcctl.ops.detached", "dcctl.pg.tools",
-                                    "dcctl.transport.base", "dcctl.ops.actions"])
+                                    "dcctl.transport.base", "dcctl.ops.steps.rejoin"])
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_failover_killed_in_promote_may_go_on_though_the_standby_reported_an_old_timeline():
+    """Found by the crash-point enumeration: a standby whose primary was killed has no WAL receiver
+    and reports its last restartpoint's timeline (27), while the service was on 28 (recorded)."""
+    promoted = view(site("rabat", None, error="connection refused"), site("backup", primary(timeline=29)))
+    started = ["preflight", "prepare", "record_file_sync", "fence_old_primary", "promote"]
+    assert resume_refusals(header("failover"), started, set(started[:-1]), {"timeline_before": 27}, promoted,
+                           Record(28, "rabat", "op-0", 500.0)) == []

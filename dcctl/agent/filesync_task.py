@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from dcctl.agent.collector import Health
-from dcctl.agent.metrics import Sample, sample
+from dcctl.agent.metrics import Sample, counts_by_reason, sample
 from dcctl.agent.setup import AgentSetup
 from dcctl.config.schema import LocalTransportConfig, ServiceConfig, SiteConfig
 from dcctl.errors import DcctlError, UnreachableError
@@ -430,7 +430,8 @@ class FileSyncTask:
             log.exception("file sync of %s stopped", self.service)
 
     def _decide(self) -> None:
-        from dcctl.ops.generation import Generation, site_path
+        from dcctl.model import Generation
+        from dcctl.ops.generation import site_path
         from dcctl.parallel import run_all
         from dcctl.pg.probe import probe_node
 
@@ -543,7 +544,7 @@ def status_samples(status: SyncStatus, now: float) -> list[Sample]:
         out.append(sample("dcctl_filesync_bytes_transferred_total", s.bytes_total, **labels))
         for kind, count in sorted(s.errors_total.items()):
             out.append(sample("dcctl_filesync_errors_total", count, **labels, kind=kind))
-        for reason, count in sorted(s.reconciles_total.items()):
+        for reason, count in sorted(counts_by_reason(s.reconciles_total).items()):
             out.append(sample("dcctl_filesync_reconciliations_total", count, **labels, reason=reason))
         if not status.active:
             continue

@@ -10,17 +10,20 @@ from datetime import datetime, timezone
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow, tuple_row
 
 from dcctl.drill.verify import judge
-from dcctl.errors import DcctlError
+from dcctl.errors import DcctlError, UnreachableError
 from dcctl.model import Role
 from dcctl.ops.engine import Action, OpContext, OperationFailed
-from dcctl.pg import standby_conf, tools
+from dcctl.pg.session import one_row
+from dcctl.pg import queries, standby_conf, tools
+from dcctl.pg.session import connect
 from dcctl.status_report import replay_lag_seconds, replay_lag_bytes
 
 
 def site(ctx: OpContext) -> str:
-    return ctx.new_primary
+    return ctx.drill_site
 
 
 def scratch_root(ctx: OpContext) -> str:
@@ -35,11 +38,10 @@ def copy_dir(ctx: OpContext) -> str:
     return posixpath.join(scratch(ctx), "pgdata")
 
 
-def connect_copy(ctx: OpContext, dbname: str | None = None) -> psycopg.Connection:
-    node = ctx.node(site(ctx))
-    return psycopg.connect(host=node.host, port=ctx.service.drill.port, user=node.user, dbname=dbname or node.dbname,
-                           passfile=node.passfile, connect_timeout=3, autocommit=True,
-                           application_name="dcctl drill")
+def connect_copy(ctx: OpContext, dbname: str | None = None, statement_timeout: float | None = None
+                 ) -> psycopg.Connection[DictRow]:
+    return connect(ctx.node(site(ctx)), "drill", site(ctx), dbname=dbname, port=ctx.service.drill.port,
+                   statement_timeout=statement_timeout)
 
 
 def preflight(ctx: OpContext) -> dict[str, Any]:
@@ -52,16 +54,18 @@ def preflight(ctx: OpContext) -> dict[str, Any]:
         raise OperationFailed(f"drill port {ctx.service.drill.port} on {node.host} (site {site(ctx)}) is already in "
                               f"use", hint="a leftover copy? `dcctl drill --cleanup`; else set drill.port")
     if standby.role is not Role.STANDBY:
-        raise OperationFailed(f"site {site(ctx)} is not a running standby ({standby.postgres_error or standby.role.value})"
+        raise OperationFailed(f"site {site(ctx)} is not a running standby "
+                              f"({standby.postgres_error or standby.role.value})"
                               f": the backup site could not take over now")
-    observed: dict[str, Any] = {"drill_site": site(ctx), "standby_replay_lsn": standby.node.replay_lsn,
-                                "newest_replayed_commit_at": standby.node.last_replay_at.isoformat()
-                                if standby.node.last_replay_at else None,
+    replica = standby.answered()
+    observed: dict[str, Any] = {"drill_site": site(ctx), "standby_replay_lsn": replica.replay_lsn,
+                                "newest_replayed_commit_at": replica.last_replay_at.isoformat()
+                                if replica.last_replay_at else None,
                                 "primary_reachable": primary.role is Role.PRIMARY}
     if primary.role is Role.PRIMARY:
-        lag = replay_lag_bytes(primary.node.current_lsn, standby.node.replay_lsn)
-        observed.update(primary_lsn=primary.node.current_lsn, rpo_bytes=lag,
-                        rpo_seconds=replay_lag_seconds(lag, standby.node))
+        lag = replay_lag_bytes(primary.answered().current_lsn, replica.replay_lsn)
+        observed.update(primary_lsn=primary.answered().current_lsn, rpo_bytes=lag,
+                        rpo_seconds=replay_lag_seconds(lag, replica))
     return observed
 
 
@@ -93,6 +97,34 @@ def remove_copy(ctx: OpContext, directory: str) -> None:
     transport.run(["rm", "-rf", "--", directory], timeout=600).check("removing the drill copy")
 
 
+# Runs pg_basebackup ($3...) and the standby's walsender serving it at the lowest CPU priority.
+# `nice` alone does nothing where the kernel groups tasks by session (autogroup, on by default in
+# Debian): the copy, alone in the session the transport gives it, and the walsender, which
+# PostgreSQL puts in a session of its own, would each weigh as much as the primary's backend. So
+# each session's autogroup is lowered too (/proc/PID/autogroup; the kernel takes one such write per
+# second from an unprivileged user, hence the retries). The walsender is the child of the standby's
+# postmaster ($1: its postmaster.pid) whose process title names this backup's label ($2).
+# Best effort: where autogroups or process titles are off, only `nice` applies.
+LOW_PRIORITY_COPY = r'''
+pidfile="$1"; label="$2"; shift 2
+lower() { renice -n 19 -p "$1" >/dev/null 2>&1
+  for _ in 1 2 3 4 5 6 7 8 9 10 11 12; do echo 19 2>/dev/null >"/proc/$1/autogroup" && return; sleep 0.2; done; }
+lower $$
+"$@" &
+copy=$!
+postmaster=$(head -n 1 "$pidfile" 2>/dev/null)
+for _ in $(seq 50); do
+  kill -0 "$copy" 2>/dev/null || break
+  for title in $(grep -lF "sending backup \"$label\"" /proc/[0-9]*/cmdline 2>/dev/null); do
+    pid=${title#/proc/}; pid=${pid%/cmdline}
+    grep -q "^PPid:[[:space:]]*$postmaster\$" "/proc/$pid/status" 2>/dev/null && { lower "$pid"; break 2; }
+  done
+  sleep 0.1
+done
+wait "$copy"
+'''
+
+
 def copy_standby(ctx: OpContext) -> dict[str, Any]:
     node, transport = ctx.node(site(ctx)), ctx.transport(site(ctx))
     transport.run(["mkdir", "-p", scratch(ctx)], timeout=30).check("creating the scratch directory")
@@ -100,11 +132,13 @@ def copy_standby(ctx: OpContext) -> dict[str, Any]:
                             passfile=node.replication_passfile, application_name="dcctl drill")
     started = time.monotonic()
     # A throwaway copy needs no durability: flushing it (here, and again when it starts with fsync
-    # on) is what slows the production writer's commits on a shared disk (docs/benchmarks.md).
+    # on) is what slows the production writer's commits on a shared disk (docs/benchmarks.md). Nor
+    # a manifest: nothing verifies it, and the standby would checksum every file for it.
+    label = f"dcctl drill {ctx.op_id}"
     copy = tools.pg_basebackup(node.bin_dir, copy_dir(ctx), source, None, sync=False,
-                               max_rate_mb=ctx.service.drill.max_rate_mb)
-    transport.run(["nice", "-n", "19", *copy],
-                  timeout=ctx.service.drill.start_deadline * 10).check("pg_basebackup of the standby")
+                               max_rate_mb=ctx.service.drill.max_rate_mb, label=label, manifest=False)
+    transport.run(["sh", "-c", LOW_PRIORITY_COPY, "sh", posixpath.join(node.data_dir, "postmaster.pid"), label,
+                   *copy], timeout=ctx.service.drill.start_deadline * 10).check("pg_basebackup of the standby")
     seconds = time.monotonic() - started
     size = transport.run(["du", "-sb", copy_dir(ctx)], timeout=120)
     copied = int(size.stdout.split()[0]) if size.ok else None
@@ -134,7 +168,7 @@ def start_copy(ctx: OpContext) -> dict[str, Any]:
     def accepting() -> bool:
         try:
             return _in_recovery(ctx) is True
-        except psycopg.Error:
+        except (psycopg.Error, UnreachableError):
             if time.monotonic() - started > 0.5 and not transport.run(
                     ["test", "-e", posixpath.join(directory, "postmaster.pid")], timeout=30).ok:
                 tail = transport.run(["tail", "-n", "5", log], timeout=30).stdout.strip()
@@ -148,7 +182,7 @@ def start_copy(ctx: OpContext) -> dict[str, Any]:
 
 def _in_recovery(ctx: OpContext) -> bool:
     with connect_copy(ctx) as conn:
-        return conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()[0]
+        return one_row(conn.execute(queries.IN_RECOVERY))["in_recovery"]
 
 
 class StopPolling(OperationFailed):
@@ -156,7 +190,7 @@ class StopPolling(OperationFailed):
 
 
 def wait(ctx: OpContext, what: str, probe) -> None:
-    from dcctl.ops.actions import poll
+    from dcctl.ops.steps.common import poll
 
     poll(what, ctx.service.drill.start_deadline, probe, interval=0.02,
          hint=f"see {posixpath.join(scratch(ctx), 'postgresql.log')} at site {site(ctx)}")
@@ -165,8 +199,8 @@ def wait(ctx: OpContext, what: str, probe) -> None:
 def promote_copy(ctx: OpContext) -> dict[str, Any]:
     started = time.monotonic()
     with connect_copy(ctx) as conn:
-        if conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()[0]:
-            conn.execute("SELECT pg_catalog.pg_promote(false)")
+        if one_row(conn.execute(queries.IN_RECOVERY))["in_recovery"]:
+            conn.execute(queries.PROMOTE)
     wait(ctx, "the drill copy accepting writes", lambda: _in_recovery(ctx) is False)
     promote_seconds = time.monotonic() - started
     rto = (ctx.observed.get("start_seconds") or 0) + promote_seconds
@@ -174,7 +208,8 @@ def promote_copy(ctx: OpContext) -> dict[str, Any]:
 
 
 def verify(ctx: OpContext) -> dict[str, Any]:
-    results = sql_results(ctx, lambda dbname: connect_copy(ctx, dbname)) + file_results(ctx)
+    # The operator's checks may scan whole tables of the throwaway copy: no statement timeout.
+    results = sql_results(ctx, lambda dbname: connect_copy(ctx, dbname, statement_timeout=0)) + file_results(ctx)
     return {"checks": results, "checks_failed": [r["name"] for r in results if not r["passed"]]}
 
 
@@ -186,7 +221,7 @@ def sql_results(ctx: OpContext, connect) -> list[dict[str, Any]]:
         started = time.monotonic()
         try:
             with connect(dbname) as conn:
-                row = conn.execute(check.query).fetchone()
+                row = conn.cursor(row_factory=tuple_row).execute(check.query).fetchone()
             passed, detail = judge(check, row[0] if row else None, primary_now)
         except (psycopg.Error, DcctlError) as exc:
             passed, detail = False, f"{check.name}: {str(exc).strip().splitlines()[0]}"
@@ -197,7 +232,7 @@ def sql_results(ctx: OpContext, connect) -> list[dict[str, Any]]:
 
 def _primary_now(ctx: OpContext) -> datetime:
     try:
-        return ctx.conn(ctx.old_primary).execute("SELECT pg_catalog.now() AS n").fetchone()["n"]
+        return one_row(ctx.conn(ctx.old_primary).execute(queries.SERVER_NOW))["now"]
     except (DcctlError, psycopg.Error):
         return datetime.now(timezone.utc)
 

@@ -1,0 +1,109 @@
+"""Every crash point of the switchover and the failover, enumerated from the shipped playbooks (not
+a hand-written list): dcctl dies (as kill -9 would) just after a step starts or just before its
+end is journaled, or gets Ctrl-C there, with a writer running. Then what the operator is told to
+do — `dcctl resume` — must leave exactly one primary, the other node streaming, and no
+acknowledged commit lost (switchover), with no hand repair."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from dcctl.lab.writer import Writer, missing_ids
+from dcctl.ops.playbook import builtin_steps
+from tests.integration.conftest import dcctl, local_lab, status_json, wait_for  # noqa: F401
+
+pytestmark = pytest.mark.lab
+
+SWITCHOVER_POINTS = [(step, moment, "kill") for step in builtin_steps("switchover") for moment in ("start", "end")] \
+    + [(step, "start", "sigint") for step in builtin_steps("switchover")]
+FAILOVER_POINTS = [(step, moment, "kill") for step in builtin_steps("failover") for moment in ("start", "end")]
+
+
+def roles(lab_) -> dict[str, tuple[str, bool | None]]:
+    return {s["site"]: (s["role"], s["streaming"]) for s in status_json(str(lab_.spec.config_path))["sites"]}
+
+
+def one_primary_one_streaming(lab_) -> str:
+    """The primary, once the pair is whole again: one primary, the other streaming from it."""
+    def whole():
+        current = roles(lab_)
+        primaries = [site for site, (role, _) in current.items() if role == "primary"]
+        standbys = [site for site, (role, streaming) in current.items() if role == "standby" and streaming]
+        return primaries[0] if len(primaries) == 1 and len(standbys) == 1 else None
+    return wait_for(whole, timeout=60, what="one primary and one streaming standby")
+
+
+def operations(lab_) -> set[str]:
+    directory = lab_.spec.state_dir / "operations"
+    return {p.name for p in directory.iterdir()} if directory.exists() else set()
+
+
+def outcome(lab_, op: str) -> str | None:
+    lines = (lab_.spec.state_dir / "operations" / op / "journal.jsonl").read_text().splitlines()
+    finishes = [json.loads(line) for line in lines if '"finish"' in line]
+    return finishes[-1]["outcome"] if finishes else None
+
+
+def run_with_fault(lab_, fault: str, *args: str) -> tuple[subprocess.CompletedProcess, str]:
+    known = operations(lab_)
+    env = dict(os.environ, DCCTL_CONFIG=str(lab_.spec.config_path), DCCTL_FAULT_AT=fault)
+    result = subprocess.run([sys.executable, "-m", "dcctl", "--yes", *args], env=env, capture_output=True,
+                            text=True, timeout=180)
+    (op,) = operations(lab_) - known
+    return result, op
+
+
+def finish_as_told(lab_, result: subprocess.CompletedProcess, op: str) -> str:
+    """What the docs tell the operator after a crash or Ctrl-C: `dcctl resume OP` when the
+    operation did not end; nothing when it did (rolled back at the first Ctrl-C)."""
+    assert "Traceback" not in result.stderr, result.stderr
+    if outcome(lab_, op) is None:
+        resumed = dcctl("--yes", "resume", op, config=str(lab_.spec.config_path), check=False, timeout=180)
+        assert resumed.returncode in (0, 1), resumed.stderr  # 1: it rolled back, as it should before promotion
+        assert "Traceback" not in resumed.stderr
+    final = outcome(lab_, op)
+    assert final in ("success", "rolled_back"), final
+    return final
+
+
+@pytest.mark.parametrize("step, moment, how", SWITCHOVER_POINTS,
+                         ids=[f"{how}-{moment}-{step}" for step, moment, how in SWITCHOVER_POINTS])
+def test_a_switchover_stopped_at_any_point_is_finished_by_resume(local_lab, step, moment, how):
+    lab = local_lab
+    before = one_primary_one_streaming(lab)
+    with Writer(lab.spec.app_dsn(), rate=200, retry_delay=0.03) as writer:
+        writer.wait_for_commits(10)
+        result, op = run_with_fault(lab, f"{step}:{moment}:{how}", "switchover")
+        assert result.returncode == (99 if how == "kill" else 130), result.stderr
+        final = finish_as_told(lab, result, op)
+        after = one_primary_one_streaming(lab)
+        writer.wait_for_commits(10)
+    assert after == (before if final == "rolled_back" else next(s for s in roles(lab) if s != before))
+    assert missing_ids(lab.spec.app_dsn(), writer.stats.acknowledged) == []
+
+
+@pytest.mark.parametrize("step, moment, how", FAILOVER_POINTS,
+                         ids=[f"{how}-{moment}-{step}" for step, moment, how in FAILOVER_POINTS])
+def test_a_failover_stopped_at_any_point_is_finished_by_resume(local_lab, step, moment, how):
+    lab = local_lab
+    old = one_primary_one_streaming(lab)
+    postmaster = lab.running(old)
+    os.kill(postmaster, signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(f"/proc/{postmaster}/cmdline")
+             or not open(f"/proc/{postmaster}/cmdline", "rb").read(), what="the killed postmaster gone")
+    result, op = run_with_fault(lab, f"{step}:{moment}:{how}", "failover")
+    assert result.returncode == 99, result.stderr
+    final = finish_as_told(lab, result, op)
+    current = roles(lab)
+    primaries = [site for site, (role, _) in current.items() if role == "primary"]
+    if final == "rolled_back":
+        assert primaries == [], current  # nothing promoted, the old primary still down: run failover again
+        dcctl("--yes", "failover", config=str(lab.spec.config_path), timeout=180)
+        primaries = [site for site, (role, _) in roles(lab).items() if role == "primary"]
+    assert len(primaries) == 1 and primaries[0] != old
+    assert (lab.spec.pgdata(old) / "standby.signal").exists() or lab.running(old) is None
+    dcctl("--yes", "rejoin", "--site", old, config=str(lab.spec.config_path), timeout=300)
+    assert one_primary_one_streaming(lab) == primaries[0]
