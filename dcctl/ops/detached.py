@@ -54,6 +54,18 @@ echo "lost - $owner"
 '''
 
 
+# Blocks (up to $2 hundredths of a second) while the wrapper runs and has written no exit code:
+# one command for the whole wait, instead of one status command per poll.
+_WAIT = r'''
+dir="$1"; limit="$2"
+pid=$(cat "$dir/pid" 2>/dev/null)
+now() { read -r up _ < /proc/uptime; echo "${up%.*}${up#*.}"; }
+running() { [ -n "$pid" ] && [ -e "/proc/$pid" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null; }
+end=$(( $(now) + limit ))
+while [ ! -f "$dir/rc" ] && running && [ "$(now)" -lt "$end" ]; do sleep 0.01; done
+'''
+
+
 @dataclass(frozen=True)
 class JobStatus:
     state: str  # none | running | done | lost
@@ -96,19 +108,23 @@ def status(transport: Transport, job_dir: str) -> JobStatus:
     return JobStatus.parse(result.stdout.strip())
 
 
-def wait(transport: Transport, job_dir: str, deadline: float, interval: float = 0.05) -> JobStatus:
+def wait(transport: Transport, job_dir: str, deadline: float, chunk: float = 30.0) -> JobStatus:
     """Until the job has ended (done) or is known lost; a job still running at the deadline is
-    left running (it must not be cut off) and reported."""
+    left running (it must not be cut off) and reported. The waiting runs at the site, in chunks
+    (a dcctl that dies while waiting only ends the wait, never the job)."""
     end = time.monotonic() + deadline
     while True:
         current = status(transport, job_dir)
         if current.state in ("done", "lost", "none"):
             return current
-        if time.monotonic() >= end:
+        left = end - time.monotonic()
+        if left <= 0:
             raise ToolError(f"the detached job in {job_dir} is still running after {deadline:g} s; it is left "
                             f"running (cutting it off could wreck what it is changing)",
                             hint="wait for it, then `dcctl resume` the operation")
-        time.sleep(interval)
+        limit = min(left, chunk)
+        transport.run(["sh", "-c", _WAIT, "dcctl-detached-wait", job_dir, str(max(1, int(limit * 100)))],
+                      timeout=limit + 30)
 
 
 def log_tail(transport: Transport, job_dir: str) -> str:

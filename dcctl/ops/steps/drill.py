@@ -103,10 +103,11 @@ def remove_copy(ctx: OpContext, directory: str) -> None:
 # PostgreSQL puts in a session of its own, would each weigh as much as the primary's backend. So
 # each session's autogroup is lowered too (/proc/PID/autogroup; the kernel takes one such write per
 # second from an unprivileged user, hence the retries). The walsender is the child of the standby's
-# postmaster ($1: its postmaster.pid) whose process title names this backup's label ($2).
-# Best effort: where autogroups or process titles are off, only `nice` applies.
+# postmaster ($1: its postmaster.pid) whose process title begins with $2 (PostgreSQL cuts the title
+# to the length of the postmaster's command line, so the end of the label may be missing). Best
+# effort: where autogroups or process titles are off, only `nice` applies.
 LOW_PRIORITY_COPY = r'''
-pidfile="$1"; label="$2"; shift 2
+pidfile="$1"; title="$2"; shift 2
 lower() { renice -n 19 -p "$1" >/dev/null 2>&1
   for _ in 1 2 3 4 5 6 7 8 9 10 11 12; do echo 19 2>/dev/null >"/proc/$1/autogroup" && return; sleep 0.2; done; }
 lower $$
@@ -115,8 +116,8 @@ copy=$!
 postmaster=$(head -n 1 "$pidfile" 2>/dev/null)
 for _ in $(seq 50); do
   kill -0 "$copy" 2>/dev/null || break
-  for title in $(grep -lF "sending backup \"$label\"" /proc/[0-9]*/cmdline 2>/dev/null); do
-    pid=${title#/proc/}; pid=${pid%/cmdline}
+  for match in $(grep -lF "$title" /proc/[0-9]*/cmdline 2>/dev/null); do
+    pid=${match#/proc/}; pid=${pid%/cmdline}
     grep -q "^PPid:[[:space:]]*$postmaster\$" "/proc/$pid/status" 2>/dev/null && { lower "$pid"; break 2; }
   done
   sleep 0.1
@@ -137,8 +138,9 @@ def copy_standby(ctx: OpContext) -> dict[str, Any]:
     label = f"dcctl drill {ctx.op_id}"
     copy = tools.pg_basebackup(node.bin_dir, copy_dir(ctx), source, None, sync=False,
                                max_rate_mb=ctx.service.drill.max_rate_mb, label=label, manifest=False)
-    transport.run(["sh", "-c", LOW_PRIORITY_COPY, "sh", posixpath.join(node.data_dir, "postmaster.pid"), label,
-                   *copy], timeout=ctx.service.drill.start_deadline * 10).check("pg_basebackup of the standby")
+    transport.run(["sh", "-c", LOW_PRIORITY_COPY, "sh", posixpath.join(node.data_dir, "postmaster.pid"),
+                   'sending backup "dcctl drill', *copy],
+                  timeout=ctx.service.drill.start_deadline * 10).check("pg_basebackup of the standby")
     seconds = time.monotonic() - started
     size = transport.run(["du", "-sb", copy_dir(ctx)], timeout=120)
     copied = int(size.stdout.split()[0]) if size.ok else None
