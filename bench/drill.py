@@ -29,8 +29,8 @@ have the same pids, the standby's WAL receiver the same pid (replication was nev
 the drill port must be free and the scratch directory gone. Any difference stops the benchmark.
 
     .venv/bin/python -m bench.drill [--scales 10,100] [--runs 5] [--rate 200] [--window 20]
-                                   [--rounds 3] [--demo-runs 3] [--skip-latency] [--skip-demo]
-                                   [--json FILE]
+                                   [--rounds 3] [--demo-runs 3] [--max-rate-mb MB] [--skip-latency]
+                                   [--skip-demo] [--json FILE]
 """
 from __future__ import annotations
 
@@ -190,12 +190,24 @@ def one_drill(lab: Lab, baseline: dict, what: str) -> dict:
     }
 
 
+def set_max_rate(lab: Lab, mb: int) -> None:
+    """drill.max_rate_mb in the lab's config: the copy's speed limit, which sets its cost to the writer."""
+    import yaml
+
+    data = yaml.safe_load(lab.spec.config_path.read_text())
+    for service in data["services"].values():
+        service.setdefault("drill", {})["max_rate_mb"] = mb
+    lab.spec.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
 def bench_scale(scale: int, args, latency: bool) -> dict:
     out: dict = {"scale": scale, "runs": []}
     with scratch_lab(f"dcctl-bench-drill-s{scale}-") as directory:
         base_port = free_port_block()
         say(f"[scale {scale}] lab up in {directory} (ports {base_port}..{base_port + 7})")
         lab = Lab.up(directory, base_port=base_port, transport="local")
+        if args.max_rate_mb is not None:
+            set_max_rate(lab, args.max_rate_mb)
         out["postgres_version"] = postgres_version(lab)
         say(f"[scale {scale}] pgbench -i -q -s {scale}")
         out["load_seconds"] = load_pgbench(lab, scale)
@@ -431,6 +443,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=20.0, help="seconds measured per writer case (default 20)")
     parser.add_argument("--rounds", type=int, default=3, help="writer rounds (without, then during) (default 3)")
     parser.add_argument("--demo-runs", type=int, default=3, help="runs of `dcctl lab demo` (default 3)")
+    parser.add_argument("--max-rate-mb", type=int, default=None,
+                        help="drill.max_rate_mb for the labs (default: the config's default, 64)")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--json", metavar="FILE", help="also write the raw figures to FILE")

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(postgresql-15 postgresql-client-15 postgresql-contrib rsync openssh-server openssh-client prometheus prometheus-alertmanager
+packages=(postgresql-15 postgresql-client-15 postgresql-contrib rsync openssh-server openssh-client prometheus prometheus-alertmanager nftables
           chromium)
 missing=()
 for pkg in "${packages[@]}"; do

@@ -27,19 +27,28 @@ def lab() -> None:
 @dir_option
 @click.option("--base-port", type=click.IntRange(1024, 65000), default=DEFAULT_BASE_PORT, show_default=True,
               help="Primary on N, standby on N+1, sshd on N+2/N+3, agents on N+4/N+5.")
-@click.option("--transport", type=click.Choice(["local", "ssh"]), default="local", show_default=True,
-              help="How the generated config reaches the sites; ssh starts one private sshd per site.")
+@click.option("--transport", type=click.Choice(["local", "ssh"]), default=None,
+              help="How the generated config reaches the sites; ssh starts one private sshd per site. "
+                   "Default: local, or ssh with --isolation netns.")
+@click.option("--isolation", type=click.Choice(["none", "netns"]), default="none", show_default=True,
+              help="netns (root only): each site in its own network namespace with its own address "
+                   "from 198.18.0.0/15, reached over a bridge from this (the operator's) namespace.")
 @click.option("--dry-run", is_flag=True, help="Print what would be created and exit.")
-def up(directory: str, base_port: int, transport: str, dry_run: bool) -> None:
+def up(directory: str, base_port: int, transport: str | None, isolation: str, dry_run: bool) -> None:
     """Create (or restart) the lab in DIR. Idempotent."""
     from dcctl.lab.lab import Lab
+    from dcctl.lab.layout import LabSpec
 
+    transport = transport or ("ssh" if isolation == "netns" else "local")
     if dry_run:
-        click.echo(f"would create a lab in {directory}: primary 127.0.0.1:{base_port} (site rabat), "
-                   f"standby 127.0.0.1:{base_port + 1} (site backup), transport {transport}"
-                   + (f", sshd on {base_port + 2} and {base_port + 3}" if transport == "ssh" else ""))
+        spec = LabSpec(dir=directory, base_port=base_port, transport=transport, user="-", bin_dir="-",
+                       isolation=isolation)
+        click.echo(f"would create a lab in {directory}: primary {spec.host('rabat')}:{base_port} (site rabat), "
+                   f"standby {spec.host('backup')}:{base_port + 1} (site backup), transport {transport}"
+                   + (f", sshd on {base_port + 2} and {base_port + 3}" if transport == "ssh" else "")
+                   + (", each site in its own network namespace" if isolation == "netns" else ""))
         return
-    lab_ = Lab.up(directory, base_port=base_port, transport=transport, progress=say)
+    lab_ = Lab.up(directory, base_port=base_port, transport=transport, progress=say, isolation=isolation)
     click.echo(f"export DCCTL_CONFIG={shlex.quote(str(lab_.spec.config_path))}")
 
 
@@ -72,12 +81,14 @@ def lab_status(ctx: Context, directory: str) -> None:
         return
     from rich.table import Table
 
-    table = Table(title=f"lab {info['dir']} ({info['transport']} transport, servers run as {info['user']})",
+    isolation = ", sites in network namespaces" if info.get("isolation") == "netns" else ""
+    table = Table(title=f"lab {info['dir']} ({info['transport']} transport{isolation}, servers run as {info['user']})",
                   title_justify="left")
     for column in ("site", "postgres", "pid", "sshd", "data dir"):
         table.add_column(column)
     for site, entry in info["sites"].items():
-        pg = f"127.0.0.1:{entry['postgres_port']} " + ("[green]up[/]" if entry["postgres_pid"] else "[red]down[/]")
+        state = "[green]up[/]" if entry["postgres_pid"] else "[red]down[/]"
+        pg = f"{entry.get('address', '127.0.0.1')}:{entry['postgres_port']} {state}"
         sshd = "-"
         if "sshd_port" in entry:
             sshd = f"{entry['sshd_port']} " + ("[green]up[/]" if entry["sshd_pid"] else "[red]down[/]")

@@ -65,7 +65,7 @@ def run(directory: str, base_port: int) -> None:
         step("4. dcctl status")
         dcctl(config, "status")
 
-        step("5. dcctl check (no drill has run yet: drill_age cannot be judged)")
+        step("5. dcctl check: no drill has run yet, so drill_age cannot be judged")
         check_summary(dcctl(config, "-o", "json", "check", show=False))
 
         step("6. a non-disruptive drill: a throwaway copy of the standby, promoted, verified, removed")
@@ -150,12 +150,14 @@ def start_agents(lab: Lab) -> dict[str, AgentProcess]:
 
 
 def show_filesync_status(config: str, timeout: float = 15.0) -> None:
-    """`dcctl filesync status` once the pushing agent has recorded its last batch (nothing pending)."""
+    """`dcctl filesync status` once the pushing agent reports nothing pending after a batch or a
+    reconciliation (a new primary's agent starts with a reconciliation, which sends what is there)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         report = json.loads(dcctl(config, "-o", "json", "filesync", "status", show=False, echo=False).stdout)
         stores = report["services"][0]["stores"]
-        if stores and all(s["pending"] == 0 and s["last_batch_at"] for s in stores):
+        if stores and all(s["agent"] == "pushing" and s["pending"] == 0
+                          and (s["last_batch_at"] or s["last_reconcile_at"]) for s in stores):
             break
         time.sleep(0.5)
     dcctl(config, "filesync", "status")

@@ -1,5 +1,6 @@
 """The two-site lab: two real PostgreSQL 15 servers on loopback with streaming replication,
 file-store directories, a generated config and, with --transport ssh, one private sshd per site.
+With --isolation netns (root) each site is in its own network namespace instead (see netns.py).
 
 As root the servers run as the unprivileged `postgres` user (PostgreSQL refuses root);
 otherwise as the invoking user.
@@ -12,6 +13,7 @@ import secrets
 import shutil
 import signal
 import stat
+import subprocess
 import time
 from pathlib import Path
 from typing import Callable
@@ -20,11 +22,12 @@ import psycopg
 from psycopg import sql
 
 from dcctl.errors import LabError, RefusedError
-from dcctl.lab import procs
+from dcctl.lab import netns, procs
 from dcctl.lab.config_gen import lab_config_text
 from dcctl.lab.layout import (APP_DATABASE, APP_USER, DEFAULT_BASE_PORT, PRIMARY_SITE, REPLICATION_USER, SERVICE,
                               SITES, STANDBY_SITE, STORES, SUPERUSER, LabSpec)
 from dcctl.pg import queries, tools
+from dcctl.transport.base import Completed
 from dcctl.transport.local import LocalTransport
 
 Progress = Callable[[str], None]
@@ -48,6 +51,13 @@ wal_receiver_status_interval = 1s
 shared_buffers = 32MB
 max_connections = 40
 include_if_exists = 'dcctl-node.conf'
+"""
+
+# The operator's side and the other site reach a site's PostgreSQL on the lab network.
+NETNS_HBA = """
+# --- dcctl lab: the lab's network (--isolation netns) ---
+host all all {network} scram-sha-256
+host replication all {network} scram-sha-256
 """
 
 
@@ -88,14 +98,20 @@ class Lab:
 
     @classmethod
     def up(cls, directory: str | Path, base_port: int = DEFAULT_BASE_PORT, transport: str = "local",
-           progress: Progress = lambda message: None) -> "Lab":
+           progress: Progress = lambda message: None, isolation: str = "none") -> "Lab":
         root = Path(directory).absolute()
+        if isolation == "netns":
+            netns.require_netns()
+            if transport != "ssh":
+                raise RefusedError("--isolation netns runs dcctl over the ssh transport (one sshd per site "
+                                   "namespace); the local transport would run the sites' commands outside them",
+                                   hint="use --transport ssh (the default with --isolation netns)")
         existing = read_spec(root)
         if existing:
-            if existing.transport != transport or existing.base_port != base_port:
+            if (existing.transport, existing.base_port, existing.isolation) != (transport, base_port, isolation):
                 raise RefusedError(
                     f"a lab already exists in {root} with --transport {existing.transport} "
-                    f"--base-port {existing.base_port}",
+                    f"--base-port {existing.base_port} --isolation {existing.isolation}",
                     hint=f"run `dcctl lab down --dir {root}` first, or use another --dir")
             lab = cls(existing, progress)
             lab.start_all()
@@ -105,8 +121,12 @@ class Lab:
                                hint="choose an empty or new --dir")
         user = lab_user()
         spec = LabSpec(dir=str(root), base_port=base_port, transport=transport, user=user.pw_name,
-                       bin_dir=find_bin_dir())
-        busy = [p for p in spec.ports() if not procs.port_free(p)]
+                       bin_dir=find_bin_dir(), isolation=isolation)
+        # In namespaces every site has its own ports; the names and addresses are checked instead.
+        busy = [p for p in spec.ports() if not procs.port_free(p)] if isolation != "netns" else []
+        if isolation == "netns" and (remains := netns.leftovers(SITES)):
+            raise RefusedError(f"a netns lab (or its remains) already exists: {', '.join(remains)}",
+                               hint="run `dcctl lab down` on that lab first (one netns lab per machine)")
         if busy:
             raise RefusedError(f"port(s) {', '.join(map(str, busy))} on 127.0.0.1 already in use",
                                hint="choose another --base-port")
@@ -125,6 +145,10 @@ class Lab:
         spec.root.mkdir(parents=True, exist_ok=True)
         spec.root.chmod(0o755)
         spec.state_file.write_text(spec.to_json())
+        if spec.isolation == "netns":
+            self.progress("network namespaces: " + ", ".join(
+                f"{netns.namespace(s)} ({spec.host(s)})" for s in SITES) + f", operator {netns.OPERATOR_ADDRESS}")
+            netns.create_network(SITES)
         for path in (spec.root / "sites", spec.state_dir):
             path.mkdir(exist_ok=True)
         for site in SITES:
@@ -134,7 +158,8 @@ class Lab:
                 self.owned_dir(spec.store_dir(site, store), 0o755)
         self.owned_dir(spec.socket_dir, 0o700)
         passwords = {role: secrets.token_urlsafe(18) for role in (SUPERUSER, REPLICATION_USER, APP_USER)}
-        self.write_owned(spec.pgpass, "".join(f"127.0.0.1:*:*:{role}:{pw}\n" for role, pw in passwords.items()))
+        pg_host = "*" if spec.isolation == "netns" else "127.0.0.1"  # netns: the sites' own addresses
+        self.write_owned(spec.pgpass, "".join(f"{pg_host}:*:*:{role}:{pw}\n" for role, pw in passwords.items()))
 
         self.progress(f"initdb: primary at site {PRIMARY_SITE} (data checksums on)")
         self.initdb(PRIMARY_SITE, passwords[SUPERUSER])
@@ -196,9 +221,16 @@ class Lab:
         with conf.open("a") as fh:
             fh.write(LAB_SETTINGS.format(socket_dir=spec.socket_dir))
         self.write_node_conf(site)
+        if spec.isolation == "netns":
+            with (spec.pgdata(site) / "pg_hba.conf").open("a") as fh:
+                fh.write(NETNS_HBA.format(network=f"{netns.OPERATOR_ADDRESS}/{netns.PREFIX_LEN}"))
 
     def write_node_conf(self, site: str) -> None:
         text = f"port = {self.spec.pg_port(site)}\n"
+        if self.spec.isolation == "netns":
+            # All addresses of the site's namespace: its loopback and its lab address. Not the
+            # address itself: pg_basebackup copies this file to the other site.
+            text += "listen_addresses = '*'\n"
         self.write_owned(self.spec.pgdata(site) / "dcctl-node.conf", text)
 
     def create_roles(self, passwords: dict[str, str]) -> None:
@@ -211,8 +243,8 @@ class Lab:
                 sql.Identifier(APP_DATABASE), sql.Identifier(APP_USER)))
 
     def connect(self, site: str, dbname: str = "postgres") -> psycopg.Connection:
-        return psycopg.connect(host="127.0.0.1", port=self.spec.pg_port(site), user=SUPERUSER, dbname=dbname,
-                               passfile=str(self.spec.pgpass), connect_timeout=5, autocommit=True,
+        return psycopg.connect(host=self.spec.host(site), port=self.spec.pg_port(site), user=SUPERUSER,
+                               dbname=dbname, passfile=str(self.spec.pgpass), connect_timeout=5, autocommit=True,
                                application_name="dcctl lab")
 
     def wait_streaming(self, site: str) -> None:
@@ -240,8 +272,18 @@ class Lab:
         if not spec.pgdata(site).exists():
             raise LabError(f"the lab's data directory {spec.pgdata(site)} is missing",
                            hint=f"run `dcctl lab down --dir {spec.dir}` and `dcctl lab up` again")
-        self.local.run(tools.pg_ctl_start(spec.bin_dir, str(spec.pgdata(site)), str(spec.pg_log(site))),
-                       timeout=90).check(f"pg_ctl start (site {site})")
+        argv = tools.pg_ctl_start(spec.bin_dir, str(spec.pgdata(site)), str(spec.pg_log(site)))
+        if spec.isolation == "netns":
+            self.run_in_namespace(site, argv, timeout=90).check(f"pg_ctl start (site {site})")
+            return
+        self.local.run(argv, timeout=90).check(f"pg_ctl start (site {site})")
+
+    def run_in_namespace(self, site: str, argv: list[str], timeout: float) -> Completed:
+        """Run argv as the lab user inside the site's network namespace (entering one needs root)."""
+        full = [*netns.exec_prefix(site), "runuser", "-u", self.user.pw_name, "--", *argv]
+        proc = subprocess.run(full, cwd=self.user.pw_dir, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+        return Completed(tuple(full), proc.returncode, proc.stdout, proc.stderr)
 
     def stop(self, site: str, mode: str = "fast") -> None:
         spec = self.spec
@@ -260,8 +302,10 @@ class Lab:
         from dcctl.lab.sshd import PrivateSshd
 
         spec = self.spec
+        isolated = spec.isolation == "netns"
         return {site: PrivateSshd(spec.sshd_dir(site), spec.sshd_port(site), spec.user,
-                                  spec.ssh_dir / "authorized_keys") for site in SITES}
+                                  spec.ssh_dir / "authorized_keys", host=spec.host(site),
+                                  exec_prefix=netns.exec_prefix(site) if isolated else None) for site in SITES}
 
     def start_sshds(self) -> None:
         from dcctl.lab.sshd import ensure_client_key
@@ -273,7 +317,7 @@ class Lab:
         os.chown(key, self.user.pw_uid, self.user.pw_gid)
         entries = []
         for site, sshd in self.sshds().items():
-            self.progress(f"sshd for site {site} on 127.0.0.1:{spec.sshd_port(site)}")
+            self.progress(f"sshd for site {site} on {spec.host(site)}:{spec.sshd_port(site)}")
             sshd.prepare()
             if not sshd.running():
                 sshd.start()
@@ -281,6 +325,9 @@ class Lab:
         (spec.ssh_dir / "known_hosts").write_text("\n".join(entries) + "\n")
 
     def start_all(self) -> None:
+        if self.spec.isolation == "netns" and set(netns.leftovers(SITES)) != set(_network_names()):
+            netns.remove_network(SITES)  # e.g. after a reboot: rebuild what is missing
+            netns.create_network(SITES)
         for site in SITES:
             self.start(site)
         self.wait_streaming(STANDBY_SITE)
@@ -296,6 +343,8 @@ class Lab:
         if spec.transport == "ssh" and spec.ssh_dir.exists():
             for sshd in self.sshds().values():
                 sshd.stop()
+        if spec.isolation == "netns":
+            netns.remove_network(SITES)
         if spec.state_file.exists():
             shutil.rmtree(spec.root, ignore_errors=True)
 
@@ -304,15 +353,23 @@ class Lab:
         sites = {}
         for site in SITES:
             entry = {"postgres_pid": self.running(site), "postgres_port": spec.pg_port(site),
-                     "postgres_listening": procs.port_open(spec.pg_port(site)),
+                     "address": spec.host(site),
+                     "postgres_listening": procs.port_open(spec.pg_port(site), host=spec.host(site)),
                      "data_dir": str(spec.pgdata(site)),
                      "file_stores": {s: str(spec.store_dir(site, s)) for s in STORES}}
             if spec.transport == "ssh":
                 sshd = self.sshds()[site]
                 entry.update(sshd_port=spec.sshd_port(site), sshd_pid=sshd.pid if sshd.running() else None)
             sites[site] = entry
-        return {"dir": spec.dir, "transport": spec.transport, "user": spec.user, "config": str(spec.config_path),
-                "dsn": spec.app_dsn(), "sites": sites}
+        if spec.isolation == "netns":
+            for site in SITES:
+                sites[site]["namespace"] = netns.namespace(site)
+        return {"dir": spec.dir, "transport": spec.transport, "isolation": spec.isolation, "user": spec.user,
+                "config": str(spec.config_path), "dsn": spec.app_dsn(), "sites": sites}
+
+
+def _network_names() -> tuple[str, ...]:
+    return (*(netns.namespace(s) for s in SITES), netns.BRIDGE, *(netns.host_veth(s) for s in SITES))
 
 
 class _LabReporter:

@@ -17,6 +17,11 @@ REPLICATION_USER = "replicator"
 # Below Linux's ephemeral range (32768-60999), where outgoing connections take their local
 # ports: a lab port there can be taken by a client socket a moment before a server binds it.
 DEFAULT_BASE_PORT = 25430
+# --isolation netns: the sites' own addresses, from 198.18.0.0/15 (reserved for network
+# benchmarks); the operator's side, in the root namespace, holds NETNS_OPERATOR_ADDRESS.
+NETNS_ADDRESSES = {PRIMARY_SITE: "198.18.1.1", STANDBY_SITE: "198.18.2.1"}
+NETNS_OPERATOR_ADDRESS = "198.18.0.1"
+NETNS_PREFIX_LEN = 15
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,11 @@ class LabSpec:
     transport: str  # local | ssh
     user: str  # OS user running the servers
     bin_dir: str
+    isolation: str = "none"  # none | netns (each site in its own network namespace, see netns.py)
+
+    def host(self, site: str) -> str:
+        """The address a site's servers listen on, as seen from the operator's side."""
+        return NETNS_ADDRESSES[site] if self.isolation == "netns" else "127.0.0.1"
 
     def pg_port(self, site: str) -> int:
         return self.base_port + SITES.index(site)
@@ -95,7 +105,7 @@ class LabSpec:
         return cls(**json.loads(text))
 
     def app_dsn(self) -> str:
-        hosts = ",".join("127.0.0.1" for _ in SITES)
+        hosts = ",".join(self.host(s) for s in SITES)
         ports = ",".join(str(self.pg_port(s)) for s in SITES)
         return (f"host={hosts} port={ports} dbname={APP_DATABASE} user={APP_USER} passfile={self.pgpass} "
                 f"target_session_attrs=read-write connect_timeout=2")

@@ -33,8 +33,10 @@ def ensure_client_key(ssh_dir: Path) -> Path:
 
 
 class PrivateSshd:
-    def __init__(self, state_dir: Path, port: int, login_user: str, authorized_keys: Path, host: str = "127.0.0.1"):
+    def __init__(self, state_dir: Path, port: int, login_user: str, authorized_keys: Path, host: str = "127.0.0.1",
+                 exec_prefix: list[str] | None = None):
         self.state_dir = Path(state_dir).absolute()
+        self.exec_prefix = list(exec_prefix or [])  # e.g. `ip netns exec NS`: where sshd (and its logins) run
         self.port = port
         self.login_user = login_user
         self.authorized_keys = Path(authorized_keys).absolute()
@@ -98,7 +100,7 @@ LogLevel ERROR
         self.pid_file.unlink(missing_ok=True)
         log_start = self.log_file.stat().st_size if self.log_file.exists() else 0
         # sshd daemonizes at once and binds afterwards, so success is "pid file written and port open"
-        proc = subprocess.run([SSHD, "-f", str(self.config_path), "-E", str(self.log_file)],
+        proc = subprocess.run([*self.exec_prefix, SSHD, "-f", str(self.config_path), "-E", str(self.log_file)],
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise LabError(f"sshd failed to start on {self.host}:{self.port}: "

@@ -27,6 +27,10 @@ def initdb(bin_dir: str, data_dir: str, superuser: str, pwfile: str) -> list[str
 
 def pg_basebackup(bin_dir: str, data_dir: str, conninfo: str, slot: str | None, *, sync: bool = True,
                   max_rate_mb: int = 0, label: str | None = None, manifest: bool = True) -> list[str]:
+    """
+    >>> pg_basebackup("/b", "/copy", "port=5433", None, sync=False, max_rate_mb=64, label="drill", manifest=False)[8:]
+    ['--no-password', '--progress', '--no-sync', '--max-rate=64M', '-l', 'drill', '--no-manifest']
+    """
     argv = [_bin(bin_dir, "pg_basebackup"), "-D", data_dir, "-d", conninfo, "-X", "stream",
             "--checkpoint=fast", "--no-password", "--progress"]
     if slot:

@@ -10,7 +10,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
@@ -164,9 +163,14 @@ def bundle(outside) -> Path:
     return tarball
 
 
+def unpack(bundle: Path, into: Path) -> None:
+    """As an operator does, with tar (Debian 12's Python 3.11.2 has no extraction filters)."""
+    into.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-xzf", str(bundle), "-C", str(into)], check=True, timeout=120)
+
+
 def test_the_offline_bundle_installs_with_no_index_and_runs_the_lab(bundle, outside, lab_dir):
-    with tarfile.open(bundle) as archive:
-        archive.extractall(outside / "unpacked", filter="data")
+    unpack(bundle, outside / "unpacked")
     unpacked = outside / "unpacked" / f"dcctl-{__version__}-offline"
     wheels = sorted(p.name for p in (unpacked / "wheels").iterdir())
     assert f"dcctl-{__version__}-py3-none-any.whl" in wheels and any(w.startswith("psycopg_binary-") for w in wheels)
@@ -186,8 +190,7 @@ def test_the_offline_bundle_installs_with_no_index_and_runs_the_lab(bundle, outs
 
 
 def test_a_damaged_bundle_is_refused_before_anything_is_installed(bundle, outside, tmp_path):
-    with tarfile.open(bundle) as archive:
-        archive.extractall(tmp_path, filter="data")
+    unpack(bundle, tmp_path)
     unpacked = tmp_path / f"dcctl-{__version__}-offline"
     wheel = next((unpacked / "wheels").glob("dcctl-*.whl"))
     wheel.write_bytes(wheel.read_bytes()[:-100])
