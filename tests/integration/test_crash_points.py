@@ -13,17 +13,14 @@ import pytest
 
 from dcctl.lab.writer import Writer, missing_ids
 from dcctl.ops.playbook import builtin_steps
-from tests.integration.conftest import dcctl, local_lab, status_json, wait_for  # noqa: F401
+from tests.integration.conftest import dcctl, local_lab, wait_for  # noqa: F401
+from tests.integration.test_reliability_ops import operation_ids, roles
 
 pytestmark = pytest.mark.lab
 
 SWITCHOVER_POINTS = [(step, moment, "kill") for step in builtin_steps("switchover") for moment in ("start", "end")] \
     + [(step, "start", "sigint") for step in builtin_steps("switchover")]
 FAILOVER_POINTS = [(step, moment, "kill") for step in builtin_steps("failover") for moment in ("start", "end")]
-
-
-def roles(lab_) -> dict[str, tuple[str, bool | None]]:
-    return {s["site"]: (s["role"], s["streaming"]) for s in status_json(str(lab_.spec.config_path))["sites"]}
 
 
 def one_primary_one_streaming(lab_) -> str:
@@ -36,11 +33,6 @@ def one_primary_one_streaming(lab_) -> str:
     return wait_for(whole, timeout=60, what="one primary and one streaming standby")
 
 
-def operations(lab_) -> set[str]:
-    directory = lab_.spec.state_dir / "operations"
-    return {p.name for p in directory.iterdir()} if directory.exists() else set()
-
-
 def outcome(lab_, op: str) -> str | None:
     lines = (lab_.spec.state_dir / "operations" / op / "journal.jsonl").read_text().splitlines()
     finishes = [json.loads(line) for line in lines if '"finish"' in line]
@@ -48,11 +40,11 @@ def outcome(lab_, op: str) -> str | None:
 
 
 def run_with_fault(lab_, fault: str, *args: str) -> tuple[subprocess.CompletedProcess, str]:
-    known = operations(lab_)
+    known = operation_ids(lab_)
     env = dict(os.environ, DCCTL_CONFIG=str(lab_.spec.config_path), DCCTL_FAULT_AT=fault)
     result = subprocess.run([sys.executable, "-m", "dcctl", "--yes", *args], env=env, capture_output=True,
                             text=True, timeout=180)
-    (op,) = operations(lab_) - known
+    (op,) = operation_ids(lab_) - known
     return result, op
 
 
