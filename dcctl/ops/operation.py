@@ -184,11 +184,11 @@ def resume(config: Config, journal: Journal, state: JournalState, *, break_lock:
 
 
 def _nested_runner(config: Config, service_name: str) -> Callable[..., tuple[str, Mapping[str, Any], str]]:
-    """How a composite operation runs one of its parts: a whole operation of its own (plan on a
-    fresh snapshot, refusals, journal, lock, report)."""
-    def run_part(kind: str, target: str, args: dict[str, Any],
-                 say: Callable[[str], None]) -> tuple[str, Mapping[str, Any], str]:
-        part = plan(config, kind, service_name, to_site=target, args=args, say=say)
+    """How a composite operation runs one of its parts: a whole operation of its own (planned on
+    the snapshot the composite just took, refusals, journal, lock, report)."""
+    def run_part(kind: str, target: str, args: dict[str, Any], say: Callable[[str], None],
+                 view: ServiceView | None = None) -> tuple[str, Mapping[str, Any], str]:
+        part = plan(config, kind, service_name, to_site=target, args=args, say=say, view=view)
         part.refuse_if_needed()
         say(f"{kind} {part.ctx.op_id}: {part.ctx.old_primary} -> {part.ctx.new_primary}")
         done = run(part)

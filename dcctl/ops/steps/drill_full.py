@@ -24,7 +24,7 @@ def switchover(ctx: OpContext, step: str, source: str, target: str) -> dict[str,
     assert ctx.nested is not None, "a composite operation runs through ops/operation.py"
     try:
         outcome, report, op_id = ctx.nested("switchover", target, {"drill": ctx.op_id},
-                                            lambda text: ctx.say(f"  {step}: {text}"))
+                                            lambda text: ctx.say(f"  {step}: {text}"), view)
         ctx.view = None  # the roles moved: the next step looks again
     except DcctlError as exc:
         if step == "switchover_back":
