@@ -20,8 +20,14 @@ seconds of writing before each. Per switchover:
 After all runs: every acknowledged id must be on the final primary (dcctl.lab.writer.missing_ids).
 Results: docs/benchmarks.md.
 
+With --through-pooler the lab also runs one PgBouncer per site (`lab up --poolers`) and, beside
+the direct run on the local transport, the same switchovers run with the application behind the
+pooler (dcctl.lab.pooled_writer: short transactions on a few connections plus one long-lived
+session): client-visible errors (target 0), lost commits (0), the longest commit latency and its
+p99 among commits sent while the command ran (target: longest <= the direct client gap + 0.1 s).
+
     .venv/bin/python -m bench.switchover [--runs 5] [--transport local|ssh|both] [--rate 200]
-                                        [--between 3] [--keep] [--json FILE]
+                                        [--between 3] [--keep] [--json FILE] [--through-pooler]
 """
 from __future__ import annotations
 
@@ -157,6 +163,64 @@ def bench_transport(transport: str, args) -> dict:
     return out
 
 
+def bench_through_pooler(args) -> dict:
+    """The same switchovers with the application behind the lab's PgBouncer at the primary site."""
+    from dcctl.lab import pgbouncer
+    from dcctl.lab.pooled_writer import PooledWriter
+
+    out: dict = {"transport": "local, through the pooler", "runs": []}
+    with scratch_lab("dcb-so-pooler-", args.keep, "[pooler] ") as directory:
+        say(f"[pooler] lab up in {directory}, with poolers")
+        lab = Lab.up(directory, base_port=free_port_block(), transport="local")
+        pgbouncer.enable(lab)
+        config = str(lab.spec.config_path)
+        writer = PooledWriter(pgbouncer.app_dsn(lab.spec, PRIMARY_SITE), rate=args.rate, connections=4)
+        with writer:
+            writer.wait_for_commits(50)
+            for index in range(1, args.runs + 1):
+                time.sleep(args.between)
+                errors_before = len(writer.stats.errors)
+                started_at, ended_at, wall, report = cli_json(config, "switchover", what=f"switchover {index}")
+                writer.wait_for_commits(20)
+                run = {"index": index, "from": report["old_primary"], "to": report["new_primary"], "wall": wall,
+                       "errors": len(writer.stats.errors) - errors_before,
+                       "longest_commit": writer.stats.longest_commit(started_at, ended_at),
+                       "p99_commit": writer.stats.p99(started_at, ended_at),
+                       "server_window": report["write_unavailability_seconds"],
+                       "steps": {s["step"]: s["seconds"] for s in report["steps"]}}
+                say(f"[pooler] {index}: {run['from']} -> {run['to']}: longest commit {run['longest_commit']:.3f} s, "
+                    f"p99 {run['p99_commit']:.3f} s, {run['errors']} client errors, wall {wall:.3f} s")
+                out["runs"].append(run)
+            time.sleep(args.between)
+        out["acknowledged"] = len(writer.stats.acknowledged)
+        out["lost"] = missing_ids(lab.spec.app_dsn(), writer.stats.acknowledged)
+        out["errors"] = writer.stats.errors
+    return out
+
+
+def print_pooler_results(pooled: dict, direct: dict | None) -> None:
+    print("Through the pooler (PgBouncer paused, repointed, resumed) beside the direct run")
+    print()
+    print("| # | direction        | longest commit | p99 commit | client errors | wall  |")
+    print("|--:|------------------|---------------:|-----------:|--------------:|------:|")
+    for run in pooled["runs"]:
+        print(f"| {run['index']} | {run['from']:>6} -> {run['to']:<6} | {run['longest_commit']:14.3f} | "
+              f"{run['p99_commit']:10.3f} | {run['errors']:13d} | {run['wall']:.3f} |")
+    print()
+    longest = max(run["longest_commit"] for run in pooled["runs"])
+    print(f"pooler: longest commit {longest:.3f} s (median of runs "
+          f"{statistics.median(r['longest_commit'] for r in pooled['runs']):.3f} s), "
+          f"{len(pooled['errors'])} client errors, {len(pooled['lost'])} of {pooled['acknowledged']} commits lost")
+    if direct is not None:
+        gaps = [r["client_gap"] for r in direct["runs"]]
+        errors = sum(r["writer_errors"] for r in direct["runs"])
+        print(f"direct: client gap median {statistics.median(gaps):.3f} s, max {max(gaps):.3f} s; {errors} client "
+              f"errors (each one a reconnect), {len(direct['lost'])} lost")
+        print(f"target: 0 errors and longest commit <= direct max gap + 0.1 s = {max(gaps) + 0.1:.3f} s: "
+              f"{verdict(not pooled['errors'] and longest <= max(gaps) + 0.1)}")
+    print()
+
+
 def med_max(values: list[float]) -> tuple[float, float]:
     return statistics.median(values), max(values)
 
@@ -215,18 +279,31 @@ def main() -> None:
     parser.add_argument("--between", type=float, default=3.0, help="seconds of writing before each switchover")
     parser.add_argument("--keep", action="store_true", help="leave the labs running")
     parser.add_argument("--json", metavar="FILE", help="also write the raw figures to FILE")
+    parser.add_argument("--through-pooler", action="store_true",
+                        help="also run the switchovers with the application behind PgBouncer (local transport; "
+                             "the direct run is local too unless --transport says otherwise)")
     args = parser.parse_args()
 
     transports = ["local", "ssh"] if args.transport == "both" else [args.transport]
+    if args.through_pooler and args.transport == "both":
+        transports = ["local"]
     started = datetime.now(timezone.utc)
     args.load_start = os.getloadavg()[0]
     results = [bench_transport(t, args) for t in transports]
     print_results(results, args, started)
+    pooled = None
+    if args.through_pooler:
+        pooled = bench_through_pooler(args)
+        direct = next((r for r in results if r["transport"] == "local"), None)
+        print_pooler_results(pooled, direct)
+        results.append(pooled)
     if args.json:
         Path(args.json).write_text(json.dumps({"date": started.isoformat(), "machine": machine(), "args": vars(args),
                                                "load_end": os.getloadavg()[0], "results": results}, indent=2) + "\n")
     if any(r["lost"] for r in results):
         raise SystemExit("acknowledged commits were lost")
+    if pooled is not None and pooled["errors"]:
+        raise SystemExit("clients behind the pooler saw errors")
 
 
 if __name__ == "__main__":

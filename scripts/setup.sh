@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(postgresql-15 postgresql-client-15 postgresql-contrib rsync openssh-server openssh-client prometheus prometheus-alertmanager nftables
-          chromium)
+          chromium pgbouncer)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -22,8 +22,30 @@ if ((${#missing[@]})); then
   if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
     echo "create_main_cluster = false" | "${as_root[@]}" tee /etc/postgresql-common/createcluster.conf >/dev/null
   fi
+  # Nor its own pgbouncer: the lab runs one per site (dcctl lab up --poolers). Masked before the
+  # install under systemd; elsewhere a policy-rc.d that refuses only pgbouncer, removed after.
+  policy_added=""
+  if [[ " ${missing[*]} " == *" pgbouncer "* ]]; then
+    if [ -d /run/systemd/system ]; then
+      "${as_root[@]}" systemctl mask -q pgbouncer.service
+    elif [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\n[ "$1" = pgbouncer ] && exit 101\nexit 0\n' | "${as_root[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+      "${as_root[@]}" chmod 755 /usr/sbin/policy-rc.d
+      policy_added=1
+    fi
+  fi
   "${as_root[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$policy_added" ]; then "${as_root[@]}" rm -f /usr/sbin/policy-rc.d; fi
+fi
+# A packaged pgbouncer already running (installed before this script knew better): stopped, not started at boot.
+if [ -f /run/postgresql/pgbouncer.pid ] && command -v pgbouncer >/dev/null; then
+  if [ -d /run/systemd/system ]; then
+    "${as_root[@]}" systemctl disable -q --now pgbouncer.service || true
+  else
+    pid=$(cat /run/postgresql/pgbouncer.pid)
+    grep -qa pgbouncer "/proc/$pid/cmdline" 2>/dev/null && "${as_root[@]}" kill -INT "$pid" || true
+  fi
 fi
 
 if [ ! -x .venv/bin/python ]; then

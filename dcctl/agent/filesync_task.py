@@ -496,7 +496,12 @@ class FileSyncTask:
             self._peer_transport = None
 
     def _watch_operator_runs(self) -> None:
-        """An operator's `dcctl filesync run` (e.g. --allow-mass-delete) makes the agent reconcile again."""
+        """An operator's `dcctl filesync run` (e.g. --allow-mass-delete) makes the agent reconcile again.
+
+        A switchover's final file sync is such a run too, and right after it this site may no longer
+        be the primary: the roles are decided again first. A full reconciliation from a site that
+        has just become the standby would delete, at the new primary, the files written there since."""
+        changed = []
         for name in self.stores:
             try:
                 mark = os.stat(layout.run_path(self.site_cfg.state_dir, self.service, name)).st_mtime
@@ -505,9 +510,16 @@ class FileSyncTask:
             previous = self._run_marks.setdefault(name, mark)
             if mark != previous:
                 self._run_marks[name] = mark
-                syncer = self.syncers.get(name)
-                if syncer is not None:
-                    syncer.request_full("operator run")
+                changed.append(name)
+        if not changed:
+            return
+        self._next_role_check = time.monotonic() + self.settings.role_check_interval
+        self._decide()
+        self._apply()
+        for name in changed:
+            syncer = self.syncers.get(name)
+            if syncer is not None:
+                syncer.request_full("operator run")
 
     # ---- status ----------------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ class Sample:
 COLLECTOR = ("collector", "service")
 NODE = ("service", "site")
 STORE = ("service", "site", "store")  # file sync: site is the pushing site (this agent's)
+POOLER = ("service", "pooler")
 
 # The reason label of dcctl_filesync_reconciliations_total: a short enum, mapped from the sentence
 # the file sync logs (its first words); a sentence not listed here counts as "other".
@@ -142,6 +143,32 @@ _SPECS = [
                "pause of the switchover)", ("service",)),
     MetricSpec("dcctl_drill_last_rpo_seconds", "gauge",
                "Data freshness the last drill measured: seconds the standby was behind the primary", ("service",)),
+    # --- site operations, from the site journals in the state directory (dcctl/agent/site_ops.py) ---
+    MetricSpec("dcctl_site_operation_last_run_timestamp_seconds", "gauge",
+               "Unix time the last site operation of this kind (dcctl site switchover|failover|rejoin|drill) "
+               "ended, whatever its outcome", ("kind",)),
+    MetricSpec("dcctl_site_operation_last_outcome", "gauge",
+               "1 for the outcome of the last site operation of this kind (success, partial, stopped, refused, "
+               "other), 0 for the others", ("kind", "outcome")),
+    MetricSpec("dcctl_site_operation_last_duration_seconds", "gauge",
+               "Wall time of the last site operation of this kind (plan start to its end)", ("kind",)),
+    MetricSpec("dcctl_site_operation_last_rto_seconds", "gauge",
+               "Site-level RTO of the last site operation of this kind: plan start to the last service "
+               "writable (absent when its journal does not record it)", ("kind",)),
+    # --- poolers (PgBouncer), exported by the agent of the pooler's site (dcctl/agent/poolers.py) -------
+    MetricSpec("dcctl_pooler_up", "gauge", "1 if the pooler's admin console answered the last look", POOLER),
+    MetricSpec("dcctl_pooler_paused", "gauge", "1 if the service's databases are paused in the pooler", POOLER),
+    MetricSpec("dcctl_pooler_paused_seconds", "gauge",
+               "How long the agent has seen the pooler paused (0 when it is not); past stuck_pause_after, with "
+               "no live operation holding the lock, the agent resumes it", POOLER),
+    MetricSpec("dcctl_pooler_points_at_primary", "gauge",
+               "1 if every database the pooler serves for the service points at the current primary (SHOW "
+               "DATABASES host and port), 0 if not (absent when no single primary is known)", POOLER),
+    MetricSpec("dcctl_pooler_clients_waiting", "gauge",
+               "Clients waiting for a server connection in the pooler (SHOW POOLS cl_waiting)", POOLER),
+    MetricSpec("dcctl_pooler_agent_resumes_total", "counter",
+               "Times this agent resumed the pooler because it stayed paused with no operation holding the "
+               "lock", POOLER),
     # --- file sync, exported by each agent for its own site's stores (dcctl/agent/filesync_task.py) ----
     MetricSpec("dcctl_filesync_active", "gauge",
                "1 if this site pushes the store to the other site now (it is the primary), else 0", STORE),

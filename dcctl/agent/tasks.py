@@ -24,6 +24,12 @@ def drill_tasks(setup: AgentSetup) -> list[Task]:
     return [PeriodicCollector(DrillSource(setup, service)) for service in setup.services]
 
 
+def site_operation_tasks(setup: AgentSetup) -> list[Task]:
+    from dcctl.agent.site_ops import SiteOperationSource
+
+    return [PeriodicCollector(SiteOperationSource(setup))] if len(setup.config.services) > 1 else []
+
+
 def holding_tasks(setup: AgentSetup) -> list[Task]:
     from dcctl.agent.holding import HoldingSource
 
@@ -37,6 +43,13 @@ def filesync_tasks(setup: AgentSetup) -> list[Task]:
     return build(setup)
 
 
+def pooler_tasks(setup: AgentSetup) -> list[Task]:
+    from dcctl.agent.poolers import PoolerSource, watched
+
+    return [PeriodicCollector(PoolerSource(setup, service)) for service in setup.services
+            if watched(setup, service)]
+
+
 def watch_tasks(setup: AgentSetup) -> list[Task]:
     from dcctl.agent.watcher import watch_tasks as build
 
@@ -46,8 +59,10 @@ def watch_tasks(setup: AgentSetup) -> list[Task]:
 FACTORIES: list[Callable[[AgentSetup], list[Task]]] = [
     status_tasks,
     drill_tasks,
+    site_operation_tasks,
     filesync_tasks,
     holding_tasks,
+    pooler_tasks,
     watch_tasks,  # last: `agent run --once` reports the status it found before the watch acts on it
 ]
 

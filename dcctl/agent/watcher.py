@@ -75,6 +75,9 @@ def fence_reason(site: str, peer: str, r: Round, *, peer_unseen_for: float, isol
     why = judge_primaries(primaries, r.recorded).stale.get(site)
     if why and fence_stale:
         return "stale", f"STALE PRIMARY: {why}"
+    peer_fenced_for_us = r.recorded is not None and r.recorded.primary == site and peer in r.recorded.fenced
+    if peer_fenced_for_us:
+        return None  # a failover made this site the primary and declared the peer down: it is expected gone
     if isolation_after is not None and peer_unseen_for >= isolation_after and not r.witness:
         witness = "nor the witness " if r.witness is False else ""
         return "isolated", (f"ISOLATED PRIMARY: {site} has reached neither {peer}'s PostgreSQL nor its agent "

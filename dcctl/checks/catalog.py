@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from dcctl.checks import filesync
+from dcctl.checks import filesync, site_split
+from dcctl.checks import poolers as pooler_checks
 from dcctl.checks.result import CheckResult, Status
 from dcctl.config.schema import Thresholds
 from dcctl.generation_rules import judge_primaries, running_primaries
@@ -28,6 +29,12 @@ class Facts:
     last_drill_success: float | None = None  # epoch seconds, None: no drill recorded
     now: float = 0.0
     recorded_generation: Generation | None = None
+    # every service of the config -> the site of its primary (site_split.primary_site); None: not gathered
+    service_primaries: dict[str, str | None] | None = None
+    # the service's PgBouncers as their consoles answered (None: the service has none, or not gathered),
+    # and the primary's address as they would name it (host, port)
+    poolers: list[pooler_checks.PoolerFact] | None = None
+    pooler_primary: tuple[str, int] | None = None
 
     @property
     def primary(self) -> SiteStatus | None:
@@ -337,6 +344,9 @@ CATALOG: dict[str, tuple[Check, str]] = {
     "clock_skew": (clock_skew, "clock difference between the sites"),
     "drill_age": (drill_age, "age of the last successful drill"),
     "filesync": (filesync.filesync, "file sync: lag (and the mass-deletion guard), backlog, last reconciliation"),
+    "site_split": (lambda f: site_split.site_split(f.service_primaries),
+                   "every service of the config has its primary in the same site"),
+    "pooler": (pooler_checks.poolers, "each PgBouncer answers, points at the primary and is not paused"),
 }
 
 

@@ -44,13 +44,22 @@ def check(ctx: Context, service_name: str | None, names: tuple[str, ...], list_c
     service_names = [config.service(service_name)[0]] if service_name else list(config.services)
     reports = []
     overall = []
+    with_disks = not names or bool({"disk_free", "filesync"} & set(map(check_of, names)))
+    views = {name: gather_view(config, name, config.services[name], with_disks=with_disks) for name in service_names}
+    primaries = None
+    if not names or "site_split" in names:
+        from dcctl.checks.site_split import primary_site
+
+        # site_split compares every service of the config, also those --service leaves out
+        views.update({name: gather_view(config, name, svc, with_disks=False)
+                      for name, svc in config.services.items() if name not in views})
+        primaries = {name: primary_site(views[name]) for name in config.services}
     for name in service_names:
         service = config.services[name]
-        with_disks = not names or bool({"disk_free", "filesync"} & set(map(check_of, names)))
-        view = gather_view(config, name, service, with_disks=with_disks)
-        facts = Facts(view, service.thresholds, now=time.time(),
+        facts = Facts(views[name], service.thresholds, now=time.time(),
                       recorded_generation=read_local(config.state_dir, name),
-                      last_drill_success=last_success(config.state_dir, "drill", name))
+                      last_drill_success=last_success(config.state_dir, "drill", name),
+                      service_primaries=primaries, **pooler_facts(config, name, views[name], names))
         results = ordered(run_checks(facts, list(names) or None))
         overall += results
         reports.append({"service": name, "status": worst(results).name,
@@ -68,6 +77,31 @@ def check(ctx: Context, service_name: str | None, names: tuple[str, ...], list_c
     else:
         render(reports)
     sys.exit(int(worst(overall)))
+
+
+def pooler_facts(config, name: str, view, names: tuple[str, ...]) -> dict:
+    """The service's poolers as their admin consoles answer now (only when the pooler check runs)."""
+    service = config.services[name]
+    if names and "pooler" not in names:
+        return {}
+    if not service.poolers:
+        return {"poolers": []} if names else {}  # asked for by name: say there is none
+    from dcctl.checks.poolers import PoolerFact
+    from dcctl.errors import DcctlError
+    from dcctl.pooler import control
+    from dcctl.pooler.console import AdminConsole
+
+    facts = []
+    for pooler in service.poolers:
+        try:
+            with AdminConsole(pooler, "check") as console:
+                facts.append(PoolerFact(pooler.name, control.observe(console, service), None,
+                                        pooler.stuck_pause_after))
+        except DcctlError as exc:
+            facts.append(PoolerFact(pooler.name, None, exc.message, pooler.stuck_pause_after))
+    primaries = view.primaries()
+    node = service.sites[primaries[0].site].postgres if len(primaries) == 1 else None
+    return {"poolers": facts, "pooler_primary": (node.host, node.port) if node else None}
 
 
 def render(reports: list[dict]) -> None:

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from dcctl.errors import RefusedError
 from dcctl.plan.step import Step
 
 
@@ -27,4 +28,14 @@ def confirm(question: str, assume_yes: bool) -> None:
     click.confirm(question, abort=True)
 
 
-
+def confirm_typed(site: str, assume_yes: bool, given: str | None) -> None:
+    """Declaring a site down: its name typed (or given with --confirm-site), even with --yes."""
+    if given is not None:
+        if given != site:
+            raise RefusedError(f"--confirm-site {given!r} does not name the site being declared down ({site!r})")
+        return
+    if not sys.stdin.isatty():
+        raise click.UsageError(f"declaring a site down needs its name typed: add --confirm-site {site}")
+    typed = click.prompt(f"Type the name of the site you declare down ({site})")
+    if typed != site:
+        raise click.Abort()

@@ -27,7 +27,7 @@ COMMANDS = {
     "report": "dcctl.cli.report_cmd:report", "filesync": "dcctl.cli.filesync_cmd:filesync",
     "replication": "dcctl.cli.replication_cmd:replication", "agent": "dcctl.cli.agent_cmd:agent",
     "config": "dcctl.cli.config_cmd:config", "install-units": "dcctl.cli.install_cmd:install_units",
-    "lab": "dcctl.cli.lab_cmd:lab",
+    "lab": "dcctl.cli.lab_cmd:lab", "site": "dcctl.cli.site_cmd:site",
 }
 
 

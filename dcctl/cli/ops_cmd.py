@@ -6,6 +6,7 @@ import sys
 import click
 
 from dcctl.cli.complete import complete_services, complete_sites
+from dcctl.cli.confirm import confirm_typed
 from dcctl.cli.context import Context, output_option
 from dcctl.cli.output import print_json
 from dcctl.errors import RefusedError
@@ -74,18 +75,6 @@ def show_plan(plan, dry_run: bool) -> None:
         click.echo("refused, for these reasons (all of them):", err=err)
         for reason in plan.refusals:
             click.echo(f"  - {reason}", err=err)
-
-
-def confirm_typed(site: str, assume_yes: bool, given: str | None) -> None:
-    if given is not None:
-        if given != site:
-            raise RefusedError(f"--confirm-site {given!r} does not name the site being declared down ({site!r})")
-        return
-    if not sys.stdin.isatty():
-        raise click.UsageError(f"declaring a site down needs its name typed: add --confirm-site {site}")
-    typed = click.prompt(f"Type the name of the site you declare down ({site})")
-    if typed != site:
-        raise click.Abort()
 
 
 def summary(report: dict) -> str:
@@ -178,6 +167,11 @@ def resume(cli: Context, operation: str, break_lock: bool) -> None:
     torn = journal.torn_note()
     if torn:
         say(torn)
+    if state.header.get("site_operation"):
+        from dcctl.cli.site_cmd import resume_site
+
+        resume_site(cli, journal, break_lock)
+        return
     if state.header["kind"] not in operations.KINDS:
         raise RefusedError(f"{operation}: dcctl cannot resume an operation of kind {state.header['kind']!r}")
     if state.finished:

@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 import yaml
 
-from dcctl.config.schema import AgentConfig, Config, SiteConfig, SshTransportConfig
+from dcctl.config.recovery import recovery_plan_problems
+from dcctl.config.schema import AgentConfig, Config, ServiceConfig, SiteConfig, SshTransportConfig
 from dcctl.errors import ConfigError
 
 DEFAULT_PATH = "/etc/dcctl/dcctl.yaml"
@@ -93,12 +94,32 @@ def _cross_checks(config: Config, source: str) -> list[str]:
                     problems.append(f"{source}: services.{name}.hooks.{point}[{index}].site: expected one of "
                                     f"{', '.join(sorted(targets))}, got {json.dumps(hook.site)}")
                 problems.extend(_mask_checks(hook.mask, f"services.{name}.hooks.{point}[{index}].mask", source))
+        problems.extend(_pooler_checks(service, f"services.{name}.poolers", source))
         stores = sorted({store for site in service.sites.values() for store in site.file_stores})
         for store in service.filesync.stores:
             if store not in stores:
                 problems.append(f"{source}: services.{name}.filesync.stores.{store}: expected a store of the "
                                 f"sites' file_stores ({', '.join(stores) or 'none'}), got {json.dumps(store)}")
     problems.extend(_shared_agent_checks(config, source))
+    problems.extend(recovery_plan_problems(config, source))
+    return problems
+
+
+def _pooler_checks(service: ServiceConfig, path: str, source: str) -> list[str]:
+    problems, seen = [], set()
+    for index, pooler in enumerate(service.poolers):
+        where = f"{source}: {path}[{index}]"
+        if pooler.name in seen:
+            problems.append(f"{where}.name: expected a name no other pooler has, got {json.dumps(pooler.name)}")
+        seen.add(pooler.name)
+        if pooler.site is not None and pooler.site not in service.sites:
+            problems.append(f"{where}.site: expected one of {', '.join(sorted(service.sites))} or nothing, got "
+                            f"{json.dumps(pooler.site)}")
+        if not pooler.console_only and not pooler.databases_file:
+            problems.append(f"{where}.databases_file: expected a path (or console_only: true), got nothing")
+        if not pooler.databases and not service.database:
+            problems.append(f"{where}.databases: expected the PgBouncer database names (the service sets no "
+                            f"database), got none")
     return problems
 
 
@@ -242,12 +263,21 @@ class _Builder:
                 return []
             return [self.value(args[0], fld, item, f"{path}[{index}]") for index, item in enumerate(raw)]
         if dataclasses.is_dataclass(hint):
+            if isinstance(raw, list) and getattr(hint, "LIST_KEY", None):
+                return self.listed(hint, raw, path)
             return self.build(hint, raw, path)
         if origin is Literal:
             if raw not in args:
                 self.problem(path, f"expected one of {', '.join(map(str, args))}, got {_show(raw)}")
             return raw
         return self.scalar(hint, fld, raw, path)
+
+    def listed(self, cls: Any, raw: list[Any], path: str) -> Any:
+        """A plain list where a mapping is expected, for a class that says which key the list stands
+        for (LIST_KEY; its other keys take their defaults): the items keep the list's key paths."""
+        name = cls.LIST_KEY
+        fld = next(f for f in dataclasses.fields(cls) if f.name == name)
+        return cls(**{name: self.value(typing.get_type_hints(cls)[name], fld, raw, path)}, listed=True)
 
     def tagged(self, options: list[type], raw: Any, path: str) -> Any:
         tags = {_literal_value(typing.get_type_hints(o)["type"]): o for o in options}

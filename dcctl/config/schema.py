@@ -284,6 +284,33 @@ class ReplicationConfig:
 
 
 @dataclass(frozen=True)
+class PoolerConfig:
+    """A PgBouncer the applications connect through (docs/operations.md, Poolers)."""
+
+    name: str = key(help="name of the pooler in reports, checks and metrics, e.g. rabat-bouncer")
+    site: str | None = key(None, help="site where it runs: its databases_file is written through that site's "
+                                      "transport; unset: a pooler elsewhere, whose file dcctl writes where "
+                                      "it runs (or console_only: true)")
+    host: str = key("127.0.0.1", help="address of its admin console")
+    port: int = key(6432, help="port of its admin console (PgBouncer listen_port)", **PORT)
+    user: str = key("pgbouncer", help="admin user (in PgBouncer's admin_users)")
+    passfile: str | None = key(None, help="libpq password file with the admin user's password", expect="a path")
+    databases: list[str] = key([], help="PgBouncer database names it serves for this service, each pointed at "
+                                        "the database of the same name on the primary (default: the service's "
+                                        "database)", expect="a list of names")
+    databases_file: str | None = key(None, help="the file %include'd in its pgbouncer.ini that dcctl rewrites "
+                                                "atomically (a [databases] section) before RELOAD",
+                                     expect="a path")
+    console_only: bool = key(False, help="dcctl only pauses and resumes it (it learns the primary some other "
+                                         "way); no databases_file")
+    pause_timeout: float = key(5.0, help="seconds PAUSE may wait for transactions in flight before the "
+                                         "switchover resumes the pooler and rolls back", min=0.1, max=3600)
+    connect_timeout: float = key(3.0, help="seconds to reach its admin console", min=1, max=300)
+    stuck_pause_after: float = key(60.0, help="seconds the agent lets it stay paused while no operation holds "
+                                              "the service lock before it resumes it", min=1, max=86400)
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     sites: dict[str, SiteConfig] = key(help="exactly two sites: name -> site")
     database: str | None = key(None, help="the application's database (used by drills and the lab)")
@@ -295,6 +322,8 @@ class ServiceConfig:
     drill: DrillConfig = key(DrillConfig(), help="what a drill copies, where, and how it verifies")
     replication: ReplicationConfig = key(ReplicationConfig(), help="asynchronous or synchronous replication "
                                                                    "(driven by the agents)")
+    poolers: list[PoolerConfig] = key([], help="PgBouncer instances paused, repointed and resumed around a "
+                                               "switchover", expect="a list of poolers")
 
     def site(self, site: str, service_name: str) -> SiteConfig:
         """The site a command line names; an unknown name is a usage error (exit 2) listing the known ones."""
@@ -306,6 +335,18 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
+class RecoveryGroup:
+    """One group of a recovery plan; written as a plain list of service names, or as a mapping."""
+
+    LIST_KEY = "services"  # the key a plain list stands for (load.py)
+
+    services: list[str] = key(help="services moved together, in parallel", expect="a list of service names")
+    on_failure: Literal["stop", "continue"] = key("stop", help="a service of this group that rolls back: stop "
+                                                               "the plan before the next group, or continue")
+    listed: bool = field(default=False, metadata={"internal": True})  # written as a plain list (its key paths)
+
+
+@dataclass(frozen=True)
 class Config:
     services: dict[str, ServiceConfig] = key(help="protected services: name -> service")
     version: int = key(1, help="config format version", min=1, max=1)
@@ -314,7 +355,19 @@ class Config:
                                                "(default: the playbooks shipped with dcctl)", expect="a path")
     site_timeout: float = key(5.0, help="seconds a status or check may wait for one site before calling it "
                                         "unreachable", min=0.5, max=600)
+    recovery_plan: list[RecoveryGroup] | None = key(None, help="the order a site operation moves the services in: "
+                                                               "groups run in order, the services of a group in "
+                                                               "parallel; every service in exactly one group "
+                                                               "(default: one group holding every service)",
+                                                    expect="a list of groups (each a list of service names, or "
+                                                           "{services: [...], on_failure: stop|continue})")
     source: str = field(default="<memory>", metadata={"internal": True})
+
+    def recovery_groups(self) -> list[RecoveryGroup]:
+        """The recovery plan as configured, or its default: one group holding every service."""
+        if self.recovery_plan is not None:
+            return list(self.recovery_plan)
+        return [RecoveryGroup(services=list(self.services))]
 
     def service(self, name: str | None) -> tuple[str, ServiceConfig]:
         """The service a command line names (or the only one); an unknown or missing name is a usage

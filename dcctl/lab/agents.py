@@ -14,8 +14,10 @@ from dcctl.lab import procs
 
 class AgentProcess:
     def __init__(self, config_path: str | Path, site: str, log_path: str | Path, service: str | None = None,
-                 python: str = sys.executable):
+                 python: str = sys.executable, prefix: list[str] | None = None):
+        """prefix: what the agent's command runs under, e.g. `ip netns exec NS` for a netns lab."""
         self.config_path = str(config_path)
+        self.prefix = list(prefix or [])
         self.site = site
         self.service = service
         self.log_path = Path(log_path)
@@ -32,6 +34,10 @@ class AgentProcess:
         return int(self.listen.rsplit(":", 1)[1])
 
     @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]") or "127.0.0.1"
+
+    @property
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://{self.listen}"
 
@@ -40,7 +46,7 @@ class AgentProcess:
         return self.proc.pid if self.proc else None
 
     def argv(self) -> list[str]:
-        argv = [self.python, "-m", "dcctl", "-c", self.config_path, "agent", "run", "--site", self.site]
+        argv = [*self.prefix, self.python, "-m", "dcctl", "-c", self.config_path, "agent", "run", "--site", self.site]
         return argv + (["--service", self.service] if self.service else [])
 
     def start(self, timeout: float = 30) -> "AgentProcess":
@@ -54,7 +60,7 @@ class AgentProcess:
             if self.proc.poll() is not None:
                 raise LabError(f"the agent for site {self.site} exited with code {self.proc.returncode}: "
                                f"{self.log_tail()}")
-            return procs.port_open(self.port)
+            return procs.port_open(self.port, self.host)
 
         if not procs.wait_until(listening, timeout, interval=0.05):
             self.stop()

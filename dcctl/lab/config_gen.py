@@ -5,44 +5,82 @@ from typing import Any
 
 import yaml
 
-from dcctl.lab.layout import APP_DATABASE, REPLICATION_USER, SERVICE, SITES, STORES, SUPERUSER, LabSpec
+from dcctl.lab.layout import REPLICATION_USER, SERVICE, SITES, STORES, SUPERUSER, LabSpec
 
 
 REPLICATION_MODE_ENV = "DCCTL_LAB_REPLICATION_MODE"  # async (default), sync or strict
 
 
 def lab_config(spec: LabSpec, replication_mode: str = "async") -> dict[str, Any]:
-    sites = {}
-    for site in SITES:
-        if spec.transport == "ssh":
-            transport = {"type": "ssh", "host": spec.host(site), "port": spec.sshd_port(site), "user": spec.user,
-                         "key_file": str(spec.ssh_dir / "id_ed25519"),
-                         "known_hosts": str(spec.ssh_dir / "known_hosts"), "connect_timeout": 3.0}
-        else:
-            transport = {"type": "local", "run_as": spec.user}
-        sites[site] = {
-            "transport": transport,
-            "postgres": {
-                "host": spec.host(site), "port": spec.pg_port(site), "data_dir": str(spec.pgdata(site)),
-                "bin_dir": spec.bin_dir, "control": {"method": "pg_ctl", "log_file": str(spec.pg_log(site))},
-                "user": SUPERUSER, "replication_user": REPLICATION_USER, "passfile": str(spec.pgpass),
-                "replication_passfile": str(spec.pgpass),
-                "slot_name": f"dcctl_{site}",
-            },
-            "file_stores": {store: str(spec.store_dir(site, store)) for store in STORES},
-            "state_dir": str(spec.site_dir(site) / "dcctl-state"),
-            "agent": {"listen": f"127.0.0.1:{spec.agent_port(site)}"},
-        }
-    return {
+    config: dict[str, Any] = {
         "version": 1,
         "state_dir": str(spec.state_dir),
         "site_timeout": 5.0,
-        "services": {SERVICE: {"database": APP_DATABASE, "sites": sites,
-                               "replication": {"mode": replication_mode}, "drill": {
-            "port": spec.base_port + 6,
-            "sql_checks": [{"name": "catalog readable", "query": "SELECT count(*) FROM pg_catalog.pg_database",
-                            "expect": "at_least", "value": 3}]}}},
+        "services": {name: service_config(spec, name, replication_mode) for name in spec.service_names},
     }
+    plan = recovery_plan(spec.service_names)
+    if plan and _schema_knows("recovery_plan"):
+        config["recovery_plan"] = plan
+    return config
+
+
+def service_config(spec: LabSpec, service: str, replication_mode: str) -> dict[str, Any]:
+    """One service: its own cluster, file store and slot at each site; the sites' agents are shared
+    (the same address for every service, so one agent per site serves them all)."""
+    return {"database": spec.database(service), "sites": {site: site_config(spec, site, service) for site in SITES},
+            "replication": {"mode": replication_mode}, "drill": {
+                "port": spec.drill_port(service),
+                "sql_checks": [{"name": "catalog readable", "query": "SELECT count(*) FROM pg_catalog.pg_database",
+                                "expect": "at_least", "value": 3}]}}
+
+
+def site_config(spec: LabSpec, site: str, service: str) -> dict[str, Any]:
+    transport: dict[str, Any]
+    if spec.transport == "ssh":
+        transport = {"type": "ssh", "host": spec.host(site), "port": spec.sshd_port(site), "user": spec.user,
+                     "key_file": str(spec.ssh_dir / "id_ed25519"),
+                     "known_hosts": str(spec.ssh_dir / "known_hosts"), "connect_timeout": 3.0}
+    else:
+        transport = {"type": "local", "run_as": spec.user}
+    return {
+        "transport": transport,
+        "postgres": {
+            "host": spec.host(site), "port": spec.pg_port(site, service),
+            "data_dir": str(spec.pgdata(site, service)), "bin_dir": spec.bin_dir,
+            "control": {"method": "pg_ctl", "log_file": str(spec.pg_log(site, service))},
+            "user": SUPERUSER, "replication_user": REPLICATION_USER, "passfile": str(spec.pgpass),
+            "replication_passfile": str(spec.pgpass),
+            "slot_name": spec.slot_name(site, service),
+        },
+        "file_stores": {store: str(spec.store_dir(site, store, service)) for store in STORES},
+        "state_dir": str(spec.site_dir(site) / "dcctl-state"),
+        "agent": {"listen": f"127.0.0.1:{spec.agent_port(site)}"},
+    }
+
+
+def recovery_plan(services: tuple[str, ...]) -> list[list[str]]:
+    """The lab's recovery plan: identity first (the applications log in through it), then massar
+    and portal together, then every other service; none for a single service.
+
+    >>> recovery_plan(("massar",))
+    []
+    >>> recovery_plan(("massar", "identity", "portal", "archives", "service5"))
+    [['identity'], ['massar', 'portal'], ['archives', 'service5']]
+    """
+    if len(services) < 2:
+        return []
+    second = [name for name in (SERVICE, "portal") if name in services]
+    rest = [name for name in services if name not in ("identity", *second)]
+    return [group for group in (["identity"], second, rest) if group]
+
+
+def _schema_knows(key: str) -> bool:
+    """Whether this dcctl's config schema has a top-level `key` (so a lab never writes one it would refuse)."""
+    import dataclasses
+
+    from dcctl.config.schema import Config
+
+    return key in {f.name for f in dataclasses.fields(Config)}
 
 
 def lab_config_text(spec: LabSpec, replication_mode: str | None = None) -> str:

@@ -1,8 +1,12 @@
-"""Faults the lab can inject, for tests and benchmarks."""
+"""Faults the lab can inject, for tests and benchmarks: a tarpit port, and frozen (SIGSTOP)
+process trees. The network faults of a netns lab are in netfaults.py."""
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import threading
+from pathlib import Path
 
 
 class Tarpit:
@@ -63,3 +67,42 @@ class Tarpit:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and its descendants, from /proc (parents first)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
+
+
+def freeze_tree(pid: int) -> list[int]:
+    """SIGSTOP pid and its descendants, as a hung host would hold them; returns the PIDs stopped."""
+    frozen = []
+    for member in process_tree(pid):
+        try:
+            os.kill(member, signal.SIGSTOP)
+        except ProcessLookupError:
+            continue  # a short-lived child that has just exited
+        frozen.append(member)
+    return frozen
+
+
+def thaw(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass

@@ -2,6 +2,12 @@
 file-store directories, a generated config and, with --transport ssh, one private sshd per site.
 With --isolation netns (root) each site is in its own network namespace instead (see netns.py).
 
+With --services N the lab holds N services, each with its own PostgreSQL cluster at each site
+(not one database per service in a shared cluster): a promotion moves a whole cluster, so only
+services in clusters of their own can be switched or failed over one at a time, as real
+deployments that move services independently do. Every service has its own database (named like
+the service), file store, ports and replication slots; all log in as the one APP_USER role.
+
 As root the servers run as the unprivileged `postgres` user (PostgreSQL refuses root);
 otherwise as the invoking user.
 """
@@ -24,7 +30,7 @@ from psycopg import sql
 from dcctl.errors import LabError, RefusedError
 from dcctl.lab import netns, procs
 from dcctl.lab.config_gen import lab_config_text
-from dcctl.lab.layout import (APP_DATABASE, APP_USER, DEFAULT_BASE_PORT, PRIMARY_SITE, REPLICATION_USER, SERVICE,
+from dcctl.lab.layout import (APP_USER, DEFAULT_BASE_PORT, MAX_SERVICES, PRIMARY_SITE, REPLICATION_USER, SERVICE,
                               SITES, STANDBY_SITE, STORES, SUPERUSER, LabSpec)
 from dcctl.pg import queries, tools
 from dcctl.transport.base import Completed
@@ -98,8 +104,10 @@ class Lab:
 
     @classmethod
     def up(cls, directory: str | Path, base_port: int = DEFAULT_BASE_PORT, transport: str = "local",
-           progress: Progress = lambda message: None, isolation: str = "none") -> "Lab":
+           progress: Progress = lambda message: None, isolation: str = "none", services: int = 1) -> "Lab":
         root = Path(directory).absolute()
+        if not 1 <= services <= MAX_SERVICES:
+            raise RefusedError(f"--services {services}: a lab holds 1 to {MAX_SERVICES} services")
         if isolation == "netns":
             netns.require_netns()
             if transport != "ssh":
@@ -108,10 +116,12 @@ class Lab:
                                    hint="use --transport ssh (the default with --isolation netns)")
         existing = read_spec(root)
         if existing:
-            if (existing.transport, existing.base_port, existing.isolation) != (transport, base_port, isolation):
+            if ((existing.transport, existing.base_port, existing.isolation, existing.services)
+                    != (transport, base_port, isolation, services)):
                 raise RefusedError(
                     f"a lab already exists in {root} with --transport {existing.transport} "
-                    f"--base-port {existing.base_port} --isolation {existing.isolation}",
+                    f"--base-port {existing.base_port} --isolation {existing.isolation} "
+                    f"--services {existing.services}",
                     hint=f"run `dcctl lab down --dir {root}` first, or use another --dir")
             lab = cls(existing, progress)
             lab.start_all()
@@ -121,7 +131,7 @@ class Lab:
                                hint="choose an empty or new --dir")
         user = lab_user()
         spec = LabSpec(dir=str(root), base_port=base_port, transport=transport, user=user.pw_name,
-                       bin_dir=find_bin_dir(), isolation=isolation)
+                       bin_dir=find_bin_dir(), isolation=isolation, services=services)
         # In namespaces every site has its own ports; the names and addresses are checked instead.
         busy = [p for p in spec.ports() if not procs.port_free(p)] if isolation != "netns" else []
         if isolation == "netns" and (remains := netns.leftovers(SITES)):
@@ -153,35 +163,57 @@ class Lab:
             path.mkdir(exist_ok=True)
         for site in SITES:
             self.owned_dir(spec.site_dir(site), 0o755)
-            for store in STORES:
-                self.owned_dir(spec.store_dir(site, store).parent, 0o755)
-                self.owned_dir(spec.store_dir(site, store), 0o755)
+            for service in spec.service_names:
+                self.owned_dir(spec.service_dir(site, service), 0o755)
+                for store in STORES:
+                    self.owned_dir(spec.store_dir(site, store, service).parent, 0o755)
+                    self.owned_dir(spec.store_dir(site, store, service), 0o755)
         self.owned_dir(spec.socket_dir, 0o700)
         passwords = {role: secrets.token_urlsafe(18) for role in (SUPERUSER, REPLICATION_USER, APP_USER)}
         pg_host = "*" if spec.isolation == "netns" else "127.0.0.1"  # netns: the sites' own addresses
         self.write_owned(spec.pgpass, "".join(f"{pg_host}:*:*:{role}:{pw}\n" for role, pw in passwords.items()))
 
-        self.progress(f"initdb: primary at site {PRIMARY_SITE} (data checksums on)")
-        self.initdb(PRIMARY_SITE, passwords[SUPERUSER])
-        self.start(PRIMARY_SITE)
-        self.create_roles(passwords)
-
+        self.each_service(lambda service: self.create_primary(service, passwords))
         if spec.transport == "ssh":
             self.start_sshds()
         self.write_owned(spec.config_path, lab_config_text(spec), owner_is_user=False, mode=0o644)
-        self.progress(f"replication init: standby at site {STANDBY_SITE} (through the {spec.transport} transport)")
-        self.init_standby()
+        self.each_service(self.init_standby)
         self.progress(f"lab up: config {spec.config_path}")
 
-    def init_standby(self) -> None:
+    def each_service(self, action: Callable[[str], None]) -> None:
+        """Run action(service) for every service of the lab, in parallel threads when there are several
+        (their clusters are independent); the first failure is raised once all have ended."""
+        names = self.spec.service_names
+        if len(names) == 1:
+            action(names[0])
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="dcctl-lab") as pool:
+            futures = [pool.submit(action, name) for name in names]
+        for future in futures:
+            future.result()
+
+    def _service_label(self, service: str) -> str:
+        return "" if self.spec.services == 1 else f"service {service}: "
+
+    def create_primary(self, service: str, passwords: dict[str, str]) -> None:
+        self.progress(f"{self._service_label(service)}initdb: primary at site {PRIMARY_SITE} (data checksums on)")
+        self.initdb(PRIMARY_SITE, passwords[SUPERUSER], service)
+        self.start(PRIMARY_SITE, service)
+        self.create_roles(passwords, service)
+
+    def init_standby(self, service: str = SERVICE) -> None:
         """Build the standby with `dcctl replication init`, exactly as on real sites."""
         from dcctl.config import load_config
         from dcctl.replication.init import prepare_init
 
+        self.progress(f"{self._service_label(service)}replication init: standby at site {STANDBY_SITE} "
+                      f"(through the {self.spec.transport} transport)")
         config = load_config(self.spec.config_path)
-        _plan, builder = prepare_init(config, SERVICE, config.services[SERVICE], source=PRIMARY_SITE,
+        _plan, builder = prepare_init(config, service, config.services[service], source=PRIMARY_SITE,
                                       target=STANDBY_SITE, force=False)
-        builder.run(_LabReporter(self.progress))
+        builder.run(_LabReporter(self.progress, self._service_label(service)))
 
     def check_reachable_by_user(self, root: Path) -> None:
         if self.user.pw_uid == os.geteuid():
@@ -208,71 +240,71 @@ class Lab:
         if owner_is_user:
             os.chown(path, self.user.pw_uid, self.user.pw_gid)
 
-    def initdb(self, site: str, superuser_password: str) -> None:
+    def initdb(self, site: str, superuser_password: str, service: str = SERVICE) -> None:
         spec = self.spec
-        pwfile = spec.site_dir(site) / ".initdb-pw"
+        pwfile = spec.service_dir(site, service) / ".initdb-pw"
         self.write_owned(pwfile, superuser_password + "\n")
         try:
-            self.local.run(tools.initdb(spec.bin_dir, str(spec.pgdata(site)), SUPERUSER, str(pwfile)),
+            self.local.run(tools.initdb(spec.bin_dir, str(spec.pgdata(site, service)), SUPERUSER, str(pwfile)),
                            timeout=120).check("initdb")
         finally:
             pwfile.unlink(missing_ok=True)
-        conf = spec.pgdata(site) / "postgresql.conf"
+        conf = spec.pgdata(site, service) / "postgresql.conf"
         with conf.open("a") as fh:
             fh.write(LAB_SETTINGS.format(socket_dir=spec.socket_dir))
-        self.write_node_conf(site)
+        self.write_node_conf(site, service)
         if spec.isolation == "netns":
-            with (spec.pgdata(site) / "pg_hba.conf").open("a") as fh:
+            with (spec.pgdata(site, service) / "pg_hba.conf").open("a") as fh:
                 fh.write(NETNS_HBA.format(network=f"{netns.OPERATOR_ADDRESS}/{netns.PREFIX_LEN}"))
 
-    def write_node_conf(self, site: str) -> None:
-        text = f"port = {self.spec.pg_port(site)}\n"
+    def write_node_conf(self, site: str, service: str = SERVICE) -> None:
+        text = f"port = {self.spec.pg_port(site, service)}\n"
         if self.spec.isolation == "netns":
             # All addresses of the site's namespace: its loopback and its lab address. Not the
             # address itself: pg_basebackup copies this file to the other site.
             text += "listen_addresses = '*'\n"
-        self.write_owned(self.spec.pgdata(site) / "dcctl-node.conf", text)
+        self.write_owned(self.spec.pgdata(site, service) / "dcctl-node.conf", text)
 
-    def create_roles(self, passwords: dict[str, str]) -> None:
-        with self.connect(PRIMARY_SITE) as conn:
+    def create_roles(self, passwords: dict[str, str], service: str = SERVICE) -> None:
+        with self.connect(PRIMARY_SITE, service=service) as conn:
             conn.execute(sql.SQL("CREATE ROLE {} WITH LOGIN REPLICATION PASSWORD {}").format(
                 sql.Identifier(REPLICATION_USER), sql.Literal(passwords[REPLICATION_USER])))
             conn.execute(sql.SQL("CREATE ROLE {} WITH LOGIN PASSWORD {}").format(
                 sql.Identifier(APP_USER), sql.Literal(passwords[APP_USER])))
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(APP_DATABASE), sql.Identifier(APP_USER)))
+                sql.Identifier(self.spec.database(service)), sql.Identifier(APP_USER)))
 
-    def connect(self, site: str, dbname: str = "postgres") -> psycopg.Connection:
-        return psycopg.connect(host=self.spec.host(site), port=self.spec.pg_port(site), user=SUPERUSER,
+    def connect(self, site: str, dbname: str = "postgres", service: str = SERVICE) -> psycopg.Connection:
+        return psycopg.connect(host=self.spec.host(site), port=self.spec.pg_port(site, service), user=SUPERUSER,
                                dbname=dbname, passfile=str(self.spec.pgpass), connect_timeout=5, autocommit=True,
                                application_name="dcctl lab")
 
-    def wait_streaming(self, site: str) -> None:
+    def wait_streaming(self, site: str, service: str = SERVICE) -> None:
         def streaming() -> bool:
             try:
-                with self.connect(site) as conn:
+                with self.connect(site, service=service) as conn:
                     row = conn.execute(queries.REPLICATION_STREAMING).fetchone()
                     return bool(row and row[0] == "streaming")
             except psycopg.Error:
                 return False
 
         if not procs.wait_until(streaming, STREAMING_TIMEOUT, interval=0.1):
-            raise LabError(f"the standby at site {site} did not start streaming within {STREAMING_TIMEOUT:g} s",
-                           hint=f"see {self.spec.pg_log(site)}")
+            raise LabError(f"{self._service_label(service)}the standby at site {site} did not start streaming "
+                           f"within {STREAMING_TIMEOUT:g} s", hint=f"see {self.spec.pg_log(site, service)}")
 
     # ---- start / stop ---------------------------------------------------------------------
 
-    def running(self, site: str) -> int | None:
-        return procs.postmaster_pid(self.spec.pgdata(site))
+    def running(self, site: str, service: str = SERVICE) -> int | None:
+        return procs.postmaster_pid(self.spec.pgdata(site, service))
 
-    def start(self, site: str) -> None:
-        if self.running(site):
+    def start(self, site: str, service: str = SERVICE) -> None:
+        if self.running(site, service):
             return
         spec = self.spec
-        if not spec.pgdata(site).exists():
-            raise LabError(f"the lab's data directory {spec.pgdata(site)} is missing",
+        if not spec.pgdata(site, service).exists():
+            raise LabError(f"the lab's data directory {spec.pgdata(site, service)} is missing",
                            hint=f"run `dcctl lab down --dir {spec.dir}` and `dcctl lab up` again")
-        argv = tools.pg_ctl_start(spec.bin_dir, str(spec.pgdata(site)), str(spec.pg_log(site)))
+        argv = tools.pg_ctl_start(spec.bin_dir, str(spec.pgdata(site, service)), str(spec.pg_log(site, service)))
         if spec.isolation == "netns":
             self.run_in_namespace(site, argv, timeout=90).check(f"pg_ctl start (site {site})")
             return
@@ -285,16 +317,16 @@ class Lab:
                               stdin=subprocess.DEVNULL)
         return Completed(tuple(full), proc.returncode, proc.stdout, proc.stderr)
 
-    def stop(self, site: str, mode: str = "fast") -> None:
+    def stop(self, site: str, mode: str = "fast", service: str = SERVICE) -> None:
         spec = self.spec
-        pid = self.running(site)
+        pid = self.running(site, service)
         if not pid:
             return
-        result = self.local.run(tools.pg_ctl_stop(spec.bin_dir, str(spec.pgdata(site)), mode=mode, timeout=30),
-                                timeout=40)
+        result = self.local.run(tools.pg_ctl_stop(spec.bin_dir, str(spec.pgdata(site, service)), mode=mode,
+                                                  timeout=30), timeout=40)
         if result.ok:
             return
-        if self.running(site) == pid:
+        if self.running(site, service) == pid:
             os.kill(pid, signal.SIGKILL)
             procs.wait_until(lambda: not procs.alive(pid), 10)
 
@@ -328,18 +360,29 @@ class Lab:
         if self.spec.isolation == "netns" and set(netns.leftovers(SITES)) != set(_network_names()):
             netns.remove_network(SITES)  # e.g. after a reboot: rebuild what is missing
             netns.create_network(SITES)
-        for site in SITES:
-            self.start(site)
-        self.wait_streaming(STANDBY_SITE)
+        for service in self.spec.service_names:
+            for site in SITES:
+                self.start(site, service)
+        for service in self.spec.service_names:
+            self.wait_streaming(STANDBY_SITE, service)
         if self.spec.transport == "ssh":
             self.start_sshds()
+        from dcctl.lab import pgbouncer
+
+        pgbouncer.start(self)  # a lab made with --poolers restarts its poolers too
         self.progress(f"lab up: config {self.spec.config_path}")
 
     def teardown(self) -> None:
         """Stop every process the lab started and remove its directory."""
         spec = self.spec
-        for site in reversed(SITES):
-            self.stop(site, mode="immediate" if site == STANDBY_SITE else "fast")
+        def stop_service(service: str) -> None:
+            for site in reversed(SITES):
+                self.stop(site, mode="immediate" if site == STANDBY_SITE else "fast", service=service)
+
+        from dcctl.lab import pgbouncer
+
+        pgbouncer.stop_all(spec)  # the poolers first: they hold connections to the servers
+        self.each_service(stop_service)
         if spec.transport == "ssh" and spec.ssh_dir.exists():
             for sshd in self.sshds().values():
                 sshd.stop()
@@ -349,23 +392,31 @@ class Lab:
             shutil.rmtree(spec.root, ignore_errors=True)
 
     def status(self) -> dict:
+        """`sites`: the first service's servers (as before --services); `services`: every service's."""
+        spec = self.spec
+        services = {service: {"database": spec.database(service), "dsn": spec.app_dsn(service),
+                              "sites": self.site_status(service)} for service in spec.service_names}
+        return {"dir": spec.dir, "transport": spec.transport, "isolation": spec.isolation, "user": spec.user,
+                "config": str(spec.config_path), "dsn": spec.app_dsn(), "sites": services[SERVICE]["sites"],
+                "services": services}
+
+    def site_status(self, service: str) -> dict:
         spec = self.spec
         sites = {}
         for site in SITES:
-            entry = {"postgres_pid": self.running(site), "postgres_port": spec.pg_port(site),
+            port = spec.pg_port(site, service)
+            entry = {"postgres_pid": self.running(site, service), "postgres_port": port,
                      "address": spec.host(site),
-                     "postgres_listening": procs.port_open(spec.pg_port(site), host=spec.host(site)),
-                     "data_dir": str(spec.pgdata(site)),
-                     "file_stores": {s: str(spec.store_dir(site, s)) for s in STORES}}
+                     "postgres_listening": procs.port_open(port, host=spec.host(site)),
+                     "data_dir": str(spec.pgdata(site, service)),
+                     "file_stores": {s: str(spec.store_dir(site, s, service)) for s in STORES}}
             if spec.transport == "ssh":
                 sshd = self.sshds()[site]
                 entry.update(sshd_port=spec.sshd_port(site), sshd_pid=sshd.pid if sshd.running() else None)
+            if spec.isolation == "netns":
+                entry["namespace"] = netns.namespace(site)
             sites[site] = entry
-        if spec.isolation == "netns":
-            for site in SITES:
-                sites[site]["namespace"] = netns.namespace(site)
-        return {"dir": spec.dir, "transport": spec.transport, "isolation": spec.isolation, "user": spec.user,
-                "config": str(spec.config_path), "dsn": spec.app_dsn(), "sites": sites}
+        return sites
 
 
 def _network_names() -> tuple[str, ...]:
@@ -373,11 +424,12 @@ def _network_names() -> tuple[str, ...]:
 
 
 class _LabReporter:
-    def __init__(self, progress: Progress):
+    def __init__(self, progress: Progress, prefix: str = ""):
         self.say = progress
+        self.prefix = prefix  # "service NAME: " in a lab of several services, whose standbys are built at once
 
     def step_started(self, index, total, step) -> None:
-        self.say(f"  [{index}/{total}] {step.describe}")
+        self.say(f"  {self.prefix}[{index}/{total}] {step.describe}")
 
     def step_finished(self, index, total, step, seconds) -> None:
         pass

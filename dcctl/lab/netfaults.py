@@ -2,6 +2,7 @@
 
     cut_site(site)                  the site's link goes down: nothing in or out
     drop(site, "out", port=25430)   the site's packets to or from TCP port 25430 are dropped
+    isolate(site)                   only the application servers still reach the site (split brain)
     heal(site)                      link up and every rule of ours in the site removed
 
 Rules live in an nftables table `inet dcctl_faults` inside the site's namespace: nothing is
@@ -43,6 +44,20 @@ def drop(site: str, direction: str, port: int | None = None) -> None:
         return
     for field in ("dport", "sport"):
         _nft(site, "add", "rule", "inet", TABLE, chain, "tcp", field, str(port), "drop")
+
+
+def isolate(site: str, *, except_from: tuple[str, ...] = (netns.APP_ADDRESS,)) -> None:
+    """Cut the site off from everyone on the lab network but `except_from` (the application
+    servers by default): the classic split brain, where the clients still reach an old primary
+    that its peer and the operator no longer see. Traffic inside the site (its loopback, its own
+    address) is untouched."""
+    _nft(site, "add", "table", "inet", TABLE)
+    for direction, chain in HOOKS.items():
+        _nft(site, "add", "chain", "inet", TABLE, chain,
+             f"{{ type filter hook {chain} priority 0 ; policy accept ; }}")
+        device, peer = ("iifname", "saddr") if direction == "in" else ("oifname", "daddr")
+        allowed = "{ " + ", ".join(except_from) + " }"
+        _nft(site, "add", "rule", "inet", TABLE, chain, device, netns.SITE_IFACE, "ip", peer, "!=", allowed, "drop")
 
 
 def cut_port(site: str, port: int) -> None:

@@ -21,6 +21,10 @@ from dcctl.lab.layout import NETNS_OPERATOR_ADDRESS as OPERATOR_ADDRESS
 from dcctl.lab.layout import NETNS_PREFIX_LEN as PREFIX_LEN
 BRIDGE = "dcctl-br0"
 SITE_IFACE = "lab0"  # the site's end of its veth pair, inside its namespace
+# The application servers: a third namespace, on the bridge like the sites, from which the tests'
+# clients reach a site's address the way applications do, while the operator's side is cut off.
+APP_HOST = "app"
+APP_ADDRESS = "198.18.3.1"
 
 
 def namespace(site: str) -> str:
@@ -33,6 +37,8 @@ def host_veth(site: str) -> str:
 
 
 def site_address(site: str) -> str:
+    if site == APP_HOST:
+        return APP_ADDRESS
     try:
         return SITE_ADDRESSES[site]
     except KeyError:
@@ -74,6 +80,7 @@ def link_exists(name: str) -> bool:
 
 def leftovers(sites) -> list[str]:
     """The lab's namespaces and links that exist now (empty once `lab down` has run)."""
+    sites = [*sites, APP_HOST]
     found = [ns for ns in (namespace(s) for s in sites) if ns in namespaces()]
     return found + [name for name in [BRIDGE, *(host_veth(s) for s in sites)] if link_exists(name)]
 
@@ -86,7 +93,7 @@ def create_network(sites) -> None:
     ip("link", "add", BRIDGE, "type", "bridge")
     ip("addr", "add", f"{OPERATOR_ADDRESS}/{PREFIX_LEN}", "dev", BRIDGE)
     ip("link", "set", BRIDGE, "up")
-    for site in sites:
+    for site in [*sites, APP_HOST]:
         ns = namespace(site)
         ip("netns", "add", ns)
         ip("link", "add", host_veth(site), "type", "veth", "peer", "name", SITE_IFACE, "netns", ns)
@@ -101,6 +108,7 @@ def remove_network(sites) -> None:
     and the bridge. Idempotent; processes must be stopped first."""
     # Veths first: deleting one end removes the pair at once, while a deleted namespace
     # releases its devices asynchronously (a check right after would still see them).
+    sites = [*sites, APP_HOST]
     for site in sites:
         _delete_link(host_veth(site))
     present = namespaces()

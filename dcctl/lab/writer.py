@@ -34,6 +34,16 @@ class WriterStats:
         return after[0] - before[-1]
 
 
+def wait_for_more(acknowledged: list, count: int, timeout: float, who: str) -> None:
+    """Block until `acknowledged`, which a writer's threads append to, has grown by `count`."""
+    target = len(acknowledged) + count
+    end = time.monotonic() + timeout
+    while len(acknowledged) < target:
+        if time.monotonic() > end:
+            raise TimeoutError(f"{who} committed nothing for {timeout} s")
+        time.sleep(0.01)
+
+
 class Writer:
     def __init__(self, dsn: str, rate: float = 200.0, connect_timeout: int = 2, retry_delay: float = 0.002):
         """retry_delay: the pause after an error before reconnecting. Tests keep it short; the
@@ -67,12 +77,7 @@ class Writer:
 
     def wait_for_commits(self, count: int, timeout: float = 30.0) -> None:
         """Block until `count` more commits are acknowledged (the writer got through)."""
-        target = len(self.stats.acknowledged) + count
-        end = time.monotonic() + timeout
-        while len(self.stats.acknowledged) < target:
-            if time.monotonic() > end:
-                raise TimeoutError(f"the writer committed nothing for {timeout} s")
-            time.sleep(0.01)
+        wait_for_more(self.stats.acknowledged, count, timeout, "the writer")
 
     def _run(self) -> None:
         conn = None
@@ -110,3 +115,57 @@ def missing_ids(dsn: str, acknowledged: list[tuple[int, float]]) -> list[int]:
     with psycopg.connect(dsn, connect_timeout=5, autocommit=True) as conn:
         present = {row[0] for row in conn.execute("SELECT id FROM dcctl_writer WHERE id = ANY(%s)", (ids,))}
     return [i for i in ids if i not in present]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m dcctl.lab.writer --dsn DSN --out FILE`: the writer as a process of its own, for a
+    client that must run elsewhere than the tests (e.g. `ip netns exec dcctl-app ...`). Each
+    acknowledged commit is appended to FILE as "id unix_time" the moment it is acknowledged; it
+    runs until SIGTERM."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m dcctl.lab.writer")
+    parser.add_argument("--dsn", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--retry-delay", type=float, default=0.03)
+    args = parser.parse_args(argv)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    with open(args.out, "a", buffering=1) as out:
+        writer = _AppendingWriter(args.dsn, out, rate=args.rate, retry_delay=args.retry_delay)
+        writer.start()
+        stopped.wait()
+        writer.stop()
+
+
+class _AppendingWriter(Writer):
+    def __init__(self, dsn: str, out, **kwargs) -> None:
+        super().__init__(dsn, **kwargs)
+        self.stats.acknowledged = _Appending(out)
+
+
+class _Appending(list):
+    def __init__(self, out) -> None:
+        super().__init__()
+        self.out = out
+
+    def append(self, item) -> None:
+        super().append(item)
+        self.out.write(f"{item[0]} {item[1]:.6f}\n")
+
+
+def read_acknowledged(path: str) -> list[tuple[int, float]]:
+    """What a `python -m dcctl.lab.writer` process recorded (a torn last line is left out)."""
+    found = []
+    with open(path) as lines:
+        for line in lines:
+            parts = line.split()
+            if len(parts) == 2 and line.endswith("\n"):
+                found.append((int(parts[0]), float(parts[1])))
+    return found
+
+
+if __name__ == "__main__":
+    main()

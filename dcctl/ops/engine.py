@@ -25,6 +25,7 @@ from dcctl.model import ServiceView
 from dcctl.ops.journal import Journal, JournalState
 from dcctl.ops.lock import LockOwner, ServiceLock, wait_at_test_barrier
 from dcctl.ops.playbook import Playbook, PlaybookStep
+from dcctl.ops.preflight import needs_volumes
 from dcctl.ops.redact import mask_secrets
 from dcctl.pg.session import connect
 from dcctl.transport import Transport, open_transport
@@ -79,12 +80,23 @@ class OpContext:
     def current_view(self) -> ServiceView:
         """The planning snapshot while it is fresh (the usual case: planned, then run at once with
         --yes); a new one after a human took time to confirm, or on resume."""
-        if self.view is None or time.monotonic() - self.view_taken > self.VIEW_FRESH_SECONDS:
+        with_disks = needs_volumes(self.kind, self.args)
+        view = self.view
+        if (view is None or time.monotonic() - self.view_taken > self.VIEW_FRESH_SECONDS
+                or (with_disks and not any(site.disks for site in view.sites))):
             from dcctl.topology import gather_view
 
-            self.view = gather_view(self.config, self.service_name, self.service)
-            self.view_taken = time.monotonic()
-        return self.view
+            view = gather_view(self.config, self.service_name, self.service, with_disks=with_disks)
+            self.view, self.view_taken = view, time.monotonic()
+        return view
+
+    def unreachable_just_now(self, site: str) -> str | None:
+        """Why the fresh snapshot could not reach the site, or None (reached, or no fresh snapshot
+        to go by). Asked again, a lost site would cost its whole connect timeout once more."""
+        if self.view is None or time.monotonic() - self.view_taken > self.VIEW_FRESH_SECONDS:
+            return None
+        status = self.view.site(site)
+        return None if status.reachable else (status.transport_error or "no answer")
 
     def node(self, site: str) -> PostgresConfig:
         return self.service.sites[site].postgres
@@ -225,11 +237,16 @@ class CtrlC:
     def __enter__(self) -> "CtrlC":
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGINT, self._pressed)
+        else:
+            with _IN_THREADS_LOCK:
+                _IN_THREADS.add(self)  # a site operation's service: its Ctrl-C comes through forward_ctrl_c
         return self
 
     def __exit__(self, *exc) -> None:
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
+        with _IN_THREADS_LOCK:
+            _IN_THREADS.discard(self)
 
     def _pressed(self, _signum, _frame) -> None:
         self.presses += 1
@@ -242,6 +259,20 @@ class CtrlC:
     def stop_here_if_asked(self, step: str) -> None:
         if self.presses:
             self.runner._interrupted_at_boundary(step)
+
+
+_IN_THREADS: set[CtrlC] = set()
+_IN_THREADS_LOCK = threading.Lock()
+
+
+def forward_ctrl_c() -> None:
+    """The first Ctrl-C of a site operation, passed on to each operation running in one of its
+    threads (only the main thread receives the signal): each follows the policy above."""
+    with _IN_THREADS_LOCK:
+        running = list(_IN_THREADS)
+    for ctrl_c in running:
+        if not ctrl_c.presses:
+            ctrl_c._pressed(signal.SIGINT, None)
 
 
 class Runner:
@@ -343,6 +374,7 @@ class Runner:
 
     def _acquire_lock(self, break_lock: bool) -> None:
         skip = tuple(self.ctx.args.get("unreachable_sites", ()))
+        skip += tuple(site for site in self.ctx.service.sites if site not in skip and self.ctx.unreachable_just_now(site))
         wait_at_test_barrier()
         self.lock.acquire(self.owner, break_stale=break_lock, skip_sites=skip, say=self.ctx.say)
         try:

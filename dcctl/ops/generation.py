@@ -41,6 +41,10 @@ def record(ctx: OpContext, gen: Generation) -> list[str]:
     tmp.replace(path)
     written.append("local")
     for site, cfg in ctx.service.sites.items():
+        unreachable = ctx.unreachable_just_now(site)
+        if unreachable:
+            ctx.say(f"the generation is not recorded at site {site}: unreachable moments ago ({unreachable})")
+            continue
         try:
             transport = ctx.transport(site)
             transport.run(["mkdir", "-p", cfg.state_dir], timeout=30).check()

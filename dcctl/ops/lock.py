@@ -251,8 +251,13 @@ class ServiceLock:
             why = " It looks STALE (that process is gone); break it with --break-lock."
         else:
             why = " If that operation is dead, check it with `dcctl history`, then use --break-lock."
-        return RefusedError(f"service {self.service} is locked by {holder.describe()} at {where}.{why}",
-                            hint=f"`dcctl resume {holder.operation}` continues or rolls back that operation")
+        return RefusedError(f"{self._held_by(holder, where)}.{why}", hint=self._resume_hint(holder))
+
+    def _held_by(self, holder: LockOwner, where: str) -> str:
+        return f"service {self.service} is locked by {holder.describe()} at {where}"
+
+    def _resume_hint(self, holder: LockOwner) -> str:
+        return f"`dcctl resume {holder.operation}` continues or rolls back that operation"
 
     def _finished(self, operation: str) -> bool:
         if not _OPERATION_ID.fullmatch(operation):

@@ -24,7 +24,8 @@ from dcctl.ops.engine import Action, OpContext, PlannedStep, Runner, plan_steps
 from dcctl.ops.journal import Journal, JournalState, new_operation_id
 from dcctl.ops.playbook import Playbook, load_playbook
 from dcctl.ops.report import OperationReport
-from dcctl.ops.preflight import choose_roles, failover_refusals, rejoin_refusals, switchover_refusals
+from dcctl.ops.preflight import (choose_roles, failover_refusals, needs_volumes, rejoin_refusals,
+                                 switchover_refusals)
 
 KINDS = ("switchover", "failover", "rejoin", "drill")
 
@@ -107,18 +108,21 @@ def plan(config: Config, kind: str, service_name: str | None, *, args: dict[str,
     for given in (to_site, site):
         if given is not None:
             service.site(given, name)  # a typo is a usage error before any site is asked
-    taken = time.monotonic()
     if view is None:
-        view = gather_view(config, name, service)
+        view = gather_view(config, name, service, with_disks=needs_volumes(kind, args))
+    # Its age counts from the end of the gather: the sites that answered did so at once, and one
+    # that did not (a lost site, after site_timeout) must not make preflight ask all over again.
+    taken = time.monotonic()
     old, new, refusals = roles(kind, view, service, args, to_site=to_site, site=site)
     ctx = OpContext(op_id=new_operation_id(kind), kind=kind, config=config, service_name=name, service=service,
                     old_primary=old, new_primary=new, args=args, journal=None, say=say,  # type: ignore[arg-type]
                     view=view, view_taken=taken)
-    ctx.nested = _nested_runner(config, name)
+    ctx.nested = _nested_runner(config, name, ctx)
     playbook = load_playbook(playbook_name(kind, args), config.playbooks_dir)
     actions = actions_for(kind, args)
     if not refusals:
-        refusals = refusals_for(kind, view, service, old, new, args)
+        refusals = refusals_for(kind, view, service, old, new, args,
+                                min_free_ratio=service.thresholds.disk_free_crit_ratio)
     return Plan(ctx, playbook, actions, plan_steps(ctx, playbook, actions), refusals)
 
 
@@ -142,11 +146,12 @@ def roles(kind: str, view: ServiceView, service: ServiceConfig, args: dict[str, 
 
 
 def refusals_for(kind: str, view: ServiceView, service: ServiceConfig, old: str, new: str,
-                 args: dict[str, Any]) -> list[str]:
+                 args: dict[str, Any], *, min_free_ratio: float = 0.0) -> list[str]:
     """Every reason to refuse that one snapshot shows (pure); the preflight step checks the same
     again, on the same snapshot while it is fresh, and adds what needs a site's files."""
-    if kind == "switchover" or (kind == "drill" and args.get("mode") == "full"):
-        return switchover_refusals(view, service, old, new, check_receipt=False)  # preflight nudges, then checks
+    if needs_volumes(kind, args):
+        return switchover_refusals(view, service, old, new, check_receipt=False,  # preflight nudges, then checks
+                                   min_free_ratio=min_free_ratio)
     if kind == "failover":
         return failover_refusals(view, old, new, fence_command=service.sites[old].fence_command,
                                  primary_is_down=bool(args.get("primary_is_down")))
@@ -176,21 +181,25 @@ def resume(config: Config, journal: Journal, state: JournalState, *, break_lock:
                     old_primary=header["old_primary"], new_primary=header["new_primary"], args=args,
                     journal=journal, say=say)
     ctx.view, ctx.view_taken = refuse_if_superseded(config, journal, state), time.monotonic()
-    ctx.nested = _nested_runner(config, name)
+    ctx.nested = _nested_runner(config, name, ctx)
     journal.append("resume", pid=os.getpid())
     playbook = load_playbook(playbook_name(ctx.kind, args), config.playbooks_dir)
     actions = actions_for(ctx.kind, args)
     return _run(Plan(ctx, playbook, actions, []), state, break_lock)
 
 
-def _nested_runner(config: Config, service_name: str) -> Callable[..., tuple[str, Mapping[str, Any], str]]:
+def _nested_runner(config: Config, service_name: str,
+                   parent: OpContext) -> Callable[..., tuple[str, Mapping[str, Any], str]]:
     """How a composite operation runs one of its parts: a whole operation of its own (planned on
-    the snapshot the composite just took, refusals, journal, lock, report)."""
+    the snapshot the composite just took, refusals, journal, lock, report). The part's id goes
+    into the composite's journal before it starts: what the part records (a new generation) is
+    the composite's own doing when the composite is resumed."""
     def run_part(kind: str, target: str, args: dict[str, Any], say: Callable[[str], None],
                  view: ServiceView | None = None) -> tuple[str, Mapping[str, Any], str]:
         part = plan(config, kind, service_name, to_site=target, args=args, say=say, view=view)
         part.refuse_if_needed()
         say(f"{kind} {part.ctx.op_id}: {part.ctx.old_primary} -> {part.ctx.new_primary}")
+        parent.journal.append("part", op=part.ctx.op_id, kind=kind)
         done = run(part)
         return done.outcome, done.report, part.ctx.op_id
     return run_part

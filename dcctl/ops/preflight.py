@@ -2,11 +2,20 @@
 listed at once, each a sentence saying what is wrong and what to do."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from dcctl.checks.catalog import readiness_problems
 from dcctl.config.schema import ServiceConfig
 from dcctl.model import Role, ServiceView
 from dcctl.status_report import replay_lag_bytes
 from dcctl.units import human_bytes
+
+
+def needs_volumes(kind: str, args: Mapping[str, Any]) -> bool:
+    """Whether planning looks at the sites' free space (a switchover refuses on a full volume; a
+    failover never waits for space)."""
+    return kind == "switchover" or (kind == "drill" and args.get("mode") == "full")
 
 
 def choose_roles(view: ServiceView, to_site: str | None) -> tuple[str | None, str | None]:
@@ -25,9 +34,10 @@ def choose_roles(view: ServiceView, to_site: str | None) -> tuple[str | None, st
 
 
 def switchover_refusals(view: ServiceView, service: ServiceConfig, old: str | None, new: str | None, *,
-                        check_receipt: bool = True) -> list[str]:
+                        check_receipt: bool = True, min_free_ratio: float = 0.0) -> list[str]:
     """check_receipt=False when the view was not taken right after a commit on the primary (an idle
-    primary's receiver legitimately hears nothing for up to wal_receiver_timeout / 2)."""
+    primary's receiver legitimately hears nothing for up to wal_receiver_timeout / 2). A volume of
+    either site with less than min_free_ratio free refuses (the view must carry disks)."""
     if old is None or new is None:
         return ["cannot tell which site is the primary and which the standby: " + _roles(view)]
     if new not in service.sites:
@@ -63,6 +73,19 @@ def switchover_refusals(view: ServiceView, service: ServiceConfig, old: str | No
             for problem in readiness_problems(site.node.settings):
                 if "pg_rewind" in problem:
                     reasons.append(f"{site.site}: {problem}")
+    return reasons + volume_refusals(view, (old, new), min_free_ratio)
+
+
+def volume_refusals(view: ServiceView, sites: tuple[str, ...], min_free_ratio: float) -> list[str]:
+    """A full volume stops a switchover half-way: the receiving file store fails the final sync
+    after the primary has stopped, a full WAL volume stops the standby's replay. Refuse first."""
+    reasons = []
+    for name in sites:
+        for disk in view.site(name).disks:
+            ratio = disk.free_ratio
+            if ratio is not None and ratio < min_free_ratio:
+                reasons.append(f"site {name}: volume {disk.label} ({disk.path}) has {ratio:.1%} free, under "
+                               f"thresholds.disk_free_crit_ratio ({min_free_ratio:.0%}): free space there first")
     return reasons
 
 

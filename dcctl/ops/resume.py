@@ -18,7 +18,9 @@ def refuse_if_superseded(config: Config, journal: Journal, state: JournalState) 
     name, service = config.service(header["service"])
     view = gather_view(config, name, service)
     recorded = generation.read_local(config.state_dir, name)
-    reasons = resume_refusals(header, state.started, set(state.ended), state.observed, view, recorded)
+    parts = {entry["op"] for entry in journal.entries() if entry.get("event") == "part"}
+    reasons = resume_refusals(header, state.started, set(state.ended), state.observed, view, recorded,
+                              own_parts=parts)
     if not reasons:
         return view
     journal.append("finish", outcome="superseded", reasons=reasons)

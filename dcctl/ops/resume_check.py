@@ -5,6 +5,7 @@ is how a resume creates a second primary. Every reason to refuse is a sentence; 
 marks the operation superseded."""
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from dcctl.model import Role, ServiceView, SiteStatus
@@ -18,15 +19,17 @@ PROMOTING_STEPS = ("promote",)
 
 
 def resume_refusals(header: dict[str, Any], started: list[str], ended: set[str], observed: dict[str, Any],
-                    view: ServiceView, recorded: Any | None) -> list[str]:
+                    view: ServiceView, recorded: Any | None, own_parts: Collection[str] = ()) -> list[str]:
     """Reasons the journal's operation no longer fits the world; [] means resume may act.
 
-    `recorded` is the generation record (dcctl.ops.generation.Generation) or None. An unreachable
-    site is no evidence either way: only what was seen can refuse."""
+    `recorded` is the generation record (dcctl.ops.generation.Generation) or None; `own_parts` the
+    ids of the operations a composite one (the full drill) ran as its parts: what they recorded is
+    its own doing. An unreachable site is no evidence either way: only what was seen can refuse."""
     op, kind = header.get("op"), header.get("kind")
     old, new = header.get("old_primary"), header.get("new_primary")
     reasons = []
-    if recorded is not None and recorded.operation not in (None, op) and recorded.at > header.get("ts", 0):
+    if (recorded is not None and recorded.operation not in (None, op, *own_parts)
+            and recorded.at > header.get("ts", 0)):
         reasons.append(f"operation {recorded.operation} recorded generation {recorded.generation} (primary "
                        f"{recorded.primary}) after this one stopped")
     # The recorded generation counts too, whoever wrote it (one written after this operation

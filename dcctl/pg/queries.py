@@ -177,3 +177,31 @@ def set_synchronous_standby_names(value: str) -> str:
     from dcctl.pg.standby_conf import quote
 
     return f"ALTER SYSTEM SET synchronous_standby_names = {quote(value)}"
+
+# --- PgBouncer's admin console (database "pgbouncer"; simple query protocol, no transactions) ---
+PGBOUNCER_SHOW_DATABASES = "SHOW DATABASES"
+PGBOUNCER_SHOW_POOLS = "SHOW POOLS"
+PGBOUNCER_SHOW_CLIENTS = "SHOW CLIENTS"
+PGBOUNCER_SHOW_SERVERS = "SHOW SERVERS"
+PGBOUNCER_RELOAD = "RELOAD"
+
+
+def pgbouncer_pause(database: str) -> str:
+    """PAUSE one database: new transactions queue, and the command returns once the server
+    connections in use are released (transactions in flight end) and closed."""
+    return f"PAUSE {quote_pgbouncer_name(database)}"
+
+
+def pgbouncer_resume(database: str) -> str:
+    return f"RESUME {quote_pgbouncer_name(database)}"
+
+
+def quote_pgbouncer_name(name: str) -> str:
+    """A database name as the admin console reads it (its own parser: bare words, or double quotes).
+
+    >>> quote_pgbouncer_name("massar"), quote_pgbouncer_name('we"ird')
+    ('massar', '"we""ird"')
+    """
+    if name.replace("_", "").isalnum() and name.isascii() and not name[0].isdigit():
+        return name
+    return '"' + name.replace('"', '""') + '"'

@@ -39,6 +39,8 @@ def describe(report: Mapping[str, Any]) -> str:
     """
     old, new = report.get("old_primary"), report.get("new_primary")
     args = report.get("args") or {}
+    if str(report["kind"]).startswith("site-"):
+        return describe_site(report)
     if report["kind"] == "drill":
         if mode(report) == "full":
             return f"drill: switchover {old} -> {new}, verified, and back to {old}"
@@ -46,7 +48,22 @@ def describe(report: Mapping[str, Any]) -> str:
     if report["kind"] == "rejoin":
         return f"{old} rejoined as a standby of {new}"
     text = f"{old} -> {new}"
+    if args.get("site_operation"):
+        return f"{text} (part of {args['site_operation']})"
     return f"{text} (part of drill {args['drill']})" if args.get("drill") else text
+
+
+def describe_site(report: Mapping[str, Any]) -> str:
+    """A site operation (report/site.py), in words.
+
+    >>> describe_site({"kind": "site-switchover", "new_primary": "backup", "services": [{}, {}], "groups": [{}]})
+    'site switchover to backup: 2 service(s), 1 group(s)'
+    """
+    kind = str(report["kind"]).removeprefix("site-")
+    where = {"switchover": " to ", "failover": " to ", "rejoin": " of "}.get(kind)
+    target = f"{where}{report.get('new_primary')}" if where else ""
+    return (f"site {kind}{target}: {len(report.get('services') or [])} service(s), "
+            f"{len(report.get('groups') or [])} group(s)")
 
 
 def report_file(report: Mapping[str, Any]) -> str:

@@ -88,6 +88,33 @@ local_lab = lab_fixture("local")
 ssh_lab = lab_fixture("ssh")
 
 
+MULTI_SERVICES = 3  # massar, identity, portal: a recovery plan of two groups
+
+
+@pytest.fixture(scope="module")
+def multi_lab():
+    """A lab of three services (one cluster per service per site), local transport, one per module."""
+    import tempfile
+    from pathlib import Path
+
+    from dcctl.lab.layout import port_span
+
+    root = Path(tempfile.mkdtemp(prefix="dcctl-multilab-", dir="/tmp"))
+    root.chmod(0o755)
+    lab_ = Lab.up(root / "lab", base_port=free_port_block(port_span(MULTI_SERVICES)), transport="local",
+                  services=MULTI_SERVICES)
+    yield lab_
+    lab_down(lab_.spec.dir)
+    root.rmdir()
+
+
+def service_connect(lab_: Lab, service: str, site: str, dbname: str | None = None):
+    """Like app_connect, for any service of a multi-service lab (its own database by default)."""
+    return psycopg.connect(host="127.0.0.1", port=lab_.spec.pg_port(site, service),
+                           dbname=dbname or lab_.spec.database(service), user="postgres",
+                           passfile=str(lab_.spec.pgpass), autocommit=True, connect_timeout=5)
+
+
 def config_variant(lab_: Lab, name: str, edit) -> str:
     """A copy of the lab's config changed by edit(data); returns its path."""
     import yaml

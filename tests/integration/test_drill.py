@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -98,3 +99,15 @@ def test_full_drill_switches_there_and_back_without_losing_a_commit(local_lab):
     assert report["observed"]["checks"][0]["passed"]
     assert {site: role for site, (role, _, _) in snapshot(local_lab).items()} == before
     assert missing_ids(local_lab.spec.app_dsn(), writer.stats.acknowledged) == []
+
+
+def test_a_full_drill_of_an_idle_service_is_not_refused(local_lab):
+    """An idle primary sends its standby nothing for up to wal_sender_timeout / 2: the full drill's
+    preflight refused it as a silent receiver, although its switchovers nudge the stream first."""
+    def edit(data):
+        data["services"]["massar"]["operation"] = {"max_receipt_age": 1.0}
+
+    config = config_variant(local_lab, "idle-full-drill", edit)
+    time.sleep(1.5)  # idle for longer than max_receipt_age
+    report = json.loads(dcctl("--yes", "-o", "json", "drill", "--mode", "full", config=config).stdout)
+    assert report["outcome"] == "success"

@@ -73,6 +73,7 @@ def subcommand(argv: list[str]) -> tuple[str, ...]:
     rest = remaining(ctx)
     while isinstance(group, click.Group) and rest:
         name, sub, rest = group.resolve_command(ctx, rest)
+        assert sub is not None, f"dcctl {' '.join(argv)}: no such command {name!r}"
         path.append(name)
         group = sub
         ctx = sub.make_context(name, rest, parent=ctx, resilient_parsing=True)

@@ -6,9 +6,7 @@ heard of the failover would. It counts the commits PostgreSQL acknowledged after
 which of them the surviving site does not have. The figures are printed (pytest -s) for the docs.
 """
 import json
-import os
 import shutil
-import signal
 import socket
 import tempfile
 import threading
@@ -20,6 +18,7 @@ import pytest
 import yaml
 
 from dcctl.lab import procs
+from dcctl.lab.faults import freeze_tree, thaw
 from dcctl.lab.agents import AgentProcess
 from dcctl.lab.lab import Lab, lab_down
 from tests.integration.agent_fixtures import metric_value, scrape
@@ -75,25 +74,6 @@ def stop_agents(agents: dict[str, AgentProcess]) -> None:
         print(f"--- agent {agent.site} log (tail):\n" + "\n".join(agent.log_text().splitlines()[-15:]))
 
 
-def tree(pid: int) -> list[int]:
-    """pid and its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo += children.get(current, [])
-    return found
-
-
 class Freezer:
     """SIGSTOP process trees by PID; thaw() (also on the way out) sends SIGCONT to the same PIDs."""
 
@@ -102,19 +82,10 @@ class Freezer:
 
     def freeze(self, *roots: int) -> None:
         for root in roots:
-            for pid in tree(root):
-                try:
-                    os.kill(pid, signal.SIGSTOP)
-                except ProcessLookupError:
-                    continue  # a short-lived child that has just exited
-                self.frozen.append(pid)
+            self.frozen += freeze_tree(root)
 
     def thaw(self) -> None:
-        for pid in self.frozen:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
+        thaw(self.frozen)
         self.frozen = []
 
 
@@ -292,8 +263,19 @@ def test_a_frozen_then_thawed_old_primary_acknowledges_nothing_the_new_primary_l
 # ---- item 3: the standby site is cut off (frozen): what the primary acknowledges alone ----------
 
 def freeze_standby_site(lab: Lab, agents, freezer: Freezer) -> float:
+    """Freeze the standby site; the moment every process of it has actually stopped (SIGSTOP is
+    delivered asynchronously: a busy process runs on for a moment after kill() returns)."""
     freezer.freeze(agents[NEW].pid, lab.running(NEW))
+    wait_for(lambda: all(stopped_or_gone(pid) for pid in freezer.frozen), timeout=10, interval=0.001,
+             what="the standby site's processes stopped")
     return time.monotonic()
+
+
+def stopped_or_gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    except OSError:
+        return True
 
 
 @pytest.mark.parametrize("mode", ["async", "sync"])

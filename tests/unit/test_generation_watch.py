@@ -102,6 +102,16 @@ def test_same_timeline_peer_named_by_the_record_stops_this_one_only():
     assert fence(PRIMARY1, Reading(False, 1), None) is None  # ambiguous: the check alarms, nobody guesses
 
 
+def test_the_primary_a_failover_made_is_not_stopped_for_missing_the_peer_it_fenced():
+    """Found by the netns split-brain test: with the isolation fence on and no witness, the new
+    primary stopped itself 3 s after the failover, because the lost site it had just replaced did
+    not answer: a failover that stops its own result. The peer the record names fenced is expected
+    to be gone until it is rejoined (its rejoin records a generation without it)."""
+    after_failover = Generation("massar", 2, "rabat", ["backup"])
+    assert fence(PRIMARY2, None, after_failover, unseen=60.0, isolation=3.0) is None
+    assert fence(PRIMARY2, None, Generation("massar", 2, "rabat"), unseen=60.0, isolation=3.0)[0] == "isolated"
+
+
 def test_isolation_fence_after_the_configured_time_unless_the_witness_answers():
     assert fence(PRIMARY1, None, unseen=30.0) is None  # off by default
     assert fence(PRIMARY1, None, unseen=4.9, isolation=5.0) is None

@@ -27,7 +27,7 @@ if not Path(PROMTOOL).exists():
 PROMQL_WORDS = {"up", "time", "max", "min", "count", "sum", "avg", "by", "without", "on", "ignoring", "and", "or",
                 "unless", "absent", "deriv", "rate", "increase", "bool", "offset", "label_values", "changes",
                 "humanizeDuration", "job", "instance", "service", "site", "check", "slot", "volume", "target",
-                "collector", "role"}
+                "collector", "role", "pooler"}
 
 
 def promtool(*args, cwd=None):

@@ -24,7 +24,9 @@ PURE = ["model.py", "generation_rules.py", "errors.py", "status_report.py", "con
         "pg/lsn.py", "pg/tools.py", "pg/queries.py", "lab/layout.py", "lab/config_gen.py", "units.py",
         "checks/result.py", "checks/catalog.py", "checks/disk.py", "pg/controldata.py", "pg/timeline.py",
         "pg/standby_conf.py", "ops/playbook.py", "ops/preflight.py", "filesync/layout.py", "filesync/rsync.py",
-        "filesync/decide.py", "filesync/state.py", "checks/filesync.py", "ops/resume_check.py"]
+        "filesync/decide.py", "filesync/state.py", "checks/filesync.py", "ops/resume_check.py", "pooler/decide.py",
+        "checks/poolers.py", "config/recovery.py", "site/decide.py",
+        "checks/site_split.py"]
 FORBIDDEN = {"subprocess", "socket", "psycopg", "paramiko", "threading"}
 LIBRARIES_FOR_PURE = {"yaml"}  # besides the standard library: parsing only, no I/O of its own
 
@@ -32,10 +34,11 @@ LIBRARIES_FOR_PURE = {"yaml"}  # besides the standard library: parsing only, no 
 # dcctl/lab/ is the test and demo harness: it may import anything, and only the CLI imports it.
 LAYERS = [
     {"dcctl", "errors", "units", "model", "generation_rules", "config", "procs", "parallel"},
-    {"transport", "pg", "install"},
+    {"transport", "pg", "install", "pooler"},
     {"topology", "status_report", "checks", "replication", "plan", "filesync", "report"},
     {"drill"},  # the drill's pure verdicts and its report page; its steps are in ops/steps/drill.py
     {"ops"},
+    {"site"},  # site operations: each service's part is a whole operation of ops/
     {"agent"},
     {"cli", "__main__"},
 ]
@@ -242,7 +245,8 @@ def test_the_rules_see_a_violation():
                                     "dcctl.pg.timeline", "dcctl.pg.standby_conf", "dcctl.replication.prereqs",
                                     "dcctl.replication.init", "dcctl.filesync.rsync", "dcctl.filesync.layout",
                                     "dcctl.filesync.decide", "dcctl.filesync.state", "dcctl.filesync.manifest",
-                                    "dcctl.filesync.holding", "dcctl.filesync.watch", "dcctl.filesync.engine"])
+                                    "dcctl.filesync.holding", "dcctl.filesync.watch", "dcctl.filesync.engine",
+                                    "dcctl.config.recovery", "dcctl.report.site"])
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0

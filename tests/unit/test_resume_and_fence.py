@@ -92,3 +92,15 @@ def test_a_failover_killed_in_promote_may_go_on_though_the_standby_reported_an_o
     started = ["preflight", "prepare", "record_file_sync", "fence_old_primary", "promote"]
     assert resume_refusals(header("failover"), started, set(started[:-1]), {"timeline_before": 27}, promoted,
                            Record(28, "rabat", "op-0", 500.0)) == []
+
+
+def test_a_full_drill_resumed_after_its_own_switchover_is_not_superseded_by_it():
+    """Found by the crash-point enumeration of the full drill: killed after its first switchover,
+    its resume was refused because that switchover, its own part, had recorded a generation."""
+    moved = view(site("rabat", standby(timeline=2)), site("backup", primary(timeline=2)))
+    own = Record(2, "backup", "op-2-switchover", 1001.0)
+    started = ["preflight", "switchover_there", "verify"]
+    assert resume_refusals(header("drill"), started, set(started[:-1]), {}, moved, own,
+                           own_parts={"op-2-switchover"}) == []
+    reasons = resume_refusals(header("drill"), started, set(started[:-1]), {}, moved, own)
+    assert any("op-2-switchover recorded generation 2" in r for r in reasons)

@@ -12,7 +12,11 @@ from dcctl.ops.steps.common import _on, gather, refuse
 
 
 def preflight(ctx: OpContext) -> dict[str, Any]:
-    refuse("full drill", switchover_refusals(gather(ctx), ctx.service, ctx.old_primary, ctx.new_primary))
+    # The receiver's last receipt is not judged here: an idle primary sends nothing for a while,
+    # and the nested switchover's own preflight nudges the stream before it judges it.
+    refuse("full drill", switchover_refusals(gather(ctx), ctx.service, ctx.old_primary, ctx.new_primary,
+                                            check_receipt=False,
+                                            min_free_ratio=ctx.service.thresholds.disk_free_crit_ratio))
     return {"drill_mode": "full"}
 
 

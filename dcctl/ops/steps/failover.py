@@ -10,6 +10,7 @@ from dcctl.errors import DcctlError
 from dcctl.ops.engine import Action, OpContext, OperationFailed
 from dcctl.ops.filesync_actions import record_file_sync
 from dcctl.ops.preflight import failover_refusals
+from dcctl.ops.steps.poolers import FAILOVER_REPOINT_POOLERS, FAILOVER_RESUME_POOLERS
 from dcctl.ops.steps.common import (PROMOTE, _on, gather, prepare_new_primary, record_generation, refuse,
                                     wait_writable)
 from dcctl.pg import control, queries, tools
@@ -44,6 +45,11 @@ def fence_old_primary(ctx: OpContext) -> dict[str, Any]:
     # brings it back read-only instead of as a second primary. Past that, the site's
     # fence_command; past that, only the operator's declaration of an unreachable site.
     site = ctx.old_primary
+    unreachable_just_now = ctx.unreachable_just_now(site)
+    if unreachable_just_now and ctx.args.get("primary_is_down"):
+        # Asked again, a lost site costs its whole connect timeout once more, before promotion.
+        # Should it come back now, its agent fences it on the new generation (docs/reliability.md).
+        return fence_unreachable(ctx, site, f"{unreachable_just_now} (at preflight, moments ago)")
     try:
         ctx.transport(site).connect()
     except DcctlError as exc:
@@ -125,6 +131,8 @@ FAILOVER: dict[str, Action] = {
                             + ("" if c.service.replication.mode == "async" else
                                "; then clear synchronous_standby_names (the fenced site cannot answer)"),
                             _on("new_primary"), lambda c: queries.shown(queries.IN_RECOVERY)),
+    "repoint_poolers": FAILOVER_REPOINT_POOLERS,
+    "resume_poolers": FAILOVER_RESUME_POOLERS,
     "record_generation": Action(record_generation, lambda c: f"record the new generation; mark {c.old_primary} "
                                 "fenced"),
 }

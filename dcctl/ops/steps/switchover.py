@@ -8,6 +8,7 @@ from typing import Any
 from dcctl.ops.engine import Action, OpContext, OperationFailed
 from dcctl.ops.filesync_actions import final_file_sync
 from dcctl.ops.preflight import switchover_refusals
+from dcctl.ops.steps.poolers import PAUSE_POOLERS, REPOINT_POOLERS, RESUME_POOLERS
 from dcctl.ops.steps.common import (PROMOTE, RECORD_GENERATION, START_OLD_PRIMARY, WAIT_OLD_PRIMARY_STREAMING,
                                     WAIT_WRITABLE, _cmd, _on, configure_old_primary_as_standby, controldata,
                                     gather, in_recovery, node_running, poll, refuse, reserve_return_slot,
@@ -17,22 +18,25 @@ from dcctl.pg import queries, tools
 from dcctl.pg.lsn import parse_lsn
 
 def preflight_switchover(ctx: OpContext) -> dict[str, Any]:
-    if ctx.service.operation.max_receipt_age:
-        nudge_stream(ctx, ctx.old_primary, ctx.new_primary, ctx.service.operation.max_receipt_age)
+    heard = nudge_stream(ctx, ctx.old_primary, ctx.new_primary, ctx.service.operation.max_receipt_age)
+    if ctx.service.operation.max_receipt_age and not heard:
         ctx.view = None  # the receiver's last receipt is judged after the nudge, on a new snapshot
     view = gather(ctx)
-    refuse("switchover", switchover_refusals(view, ctx.service, ctx.old_primary, ctx.new_primary))
+    refuse("switchover", switchover_refusals(view, ctx.service, ctx.old_primary, ctx.new_primary,
+                                          check_receipt=not heard,
+                                          min_free_ratio=ctx.service.thresholds.disk_free_crit_ratio))
     old, new = view.site(ctx.old_primary).answered(), view.site(ctx.new_primary).answered()
     return {"timeline_before": old.timeline, "primary_lsn_before": old.current_lsn,
             "standby_replay_lsn_before": new.replay_lsn}
 
-def nudge_stream(ctx: OpContext, primary: str, standby: str, wait: float) -> None:
+def nudge_stream(ctx: OpContext, primary: str, standby: str, wait: float) -> bool:
     """Write one commit record on the primary and wait (up to `wait` s) until the standby's WAL
-    receiver has heard from the primary since. An idle primary sends nothing until the receiver
-    pings it (after wal_receiver_timeout / 2), so without this preflight could not tell a quiet
-    receiver from a hung one by its last receipt."""
+    receiver has heard from the primary since; True if it did. An idle primary sends nothing until
+    the receiver pings it (after wal_receiver_timeout / 2), so without this preflight could not
+    tell a quiet receiver from a hung one by its last receipt. Heard, the receiver is alive by
+    construction, and the planning snapshot serves for the rest."""
     if not wait:
-        return
+        return False
     try:
         since = one_row(ctx.conn(standby).execute(queries.SERVER_NOW))["now"]  # the standby's clock
         ctx.conn(primary).execute(queries.STREAM_NUDGE)
@@ -41,12 +45,12 @@ def nudge_stream(ctx: OpContext, primary: str, standby: str, wait: float) -> Non
             row = ctx.conn(standby).execute(queries.RECEIVER_HEARD_SINCE, (since,)).fetchone()
             return row is not None and row["heard"]
 
-        poll(f"standby {standby} hearing from {primary}", wait, heard, interval=0.02)
+        poll(f"standby {standby} hearing from {primary}", wait, heard, interval=0.005)
+        return True  # the connections stay open for the steps that follow
     except Exception:
-        pass  # preflight's own probe tells a node that does not answer, or a receiver that does not hear
-    finally:
         ctx.drop_conn(primary)
         ctx.drop_conn(standby)
+        return False  # preflight's own probe tells a node that does not answer, or a receiver that does not hear
 
 def prepare(ctx: OpContext) -> dict[str, Any]:
     """Everything the window needs, opened before it starts: sessions, connections, the return slot."""
@@ -132,6 +136,7 @@ SWITCHOVER: dict[str, Action] = {
                       lambda c: queries.shown(queries.CREATE_PHYSICAL_SLOT_RESERVED)),
     "checkpoint_primary": Action(checkpoint_primary, lambda c: "CHECKPOINT while writes continue",
                                  _on("old_primary"), lambda c: queries.shown(queries.CHECKPOINT)),
+    "pause_poolers": PAUSE_POOLERS,
     "stop_primary": Action(stop_primary, lambda c: "fast shutdown (writes stop here)", _on("old_primary"),
                            lambda c: stop_command(c, c.old_primary, "fast"), undo=undo_stop_primary),
     "read_shutdown_checkpoint": Action(read_shutdown_checkpoint, lambda c: "pg_controldata: state must be 'shut "
@@ -146,6 +151,8 @@ SWITCHOVER: dict[str, Action] = {
                             lambda c: queries.shown(queries.REPLAY_LSN)),
     "promote": PROMOTE,
     "wait_writable": WAIT_WRITABLE,
+    "repoint_poolers": REPOINT_POOLERS,
+    "resume_poolers": RESUME_POOLERS,
     "configure_old_primary_as_standby": Action(configure_old_primary_as_standby, lambda c: f"write standby.signal, "
                                                f"primary_conninfo to {c.new_primary}, primary_slot_name "
                                                f"{slot_for(c, c.old_primary)}", _on("old_primary")),
