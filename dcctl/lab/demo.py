@@ -20,6 +20,7 @@ import psycopg
 from rich.console import Console
 from rich.rule import Rule
 
+from dcctl.lab import pgbouncer
 from dcctl.lab.agents import AgentProcess
 from dcctl.lab.lab import Lab, lab_down
 from dcctl.lab.layout import PRIMARY_SITE, SERVICE, SITES, STANDBY_SITE
@@ -56,6 +57,9 @@ def run(directory: str, base_port: int) -> None:
          f"on 127.0.0.1")
     lab = Lab.up(directory, base_port=base_port, transport="local", services=DEMO_SERVICES,
                  progress=lambda text: console.print(f"  [dim]{text}[/]"))
+    poolers = pgbouncer.enable(lab)
+    console.print("  [dim]PgBouncer (transaction pooling) at each site, in front of the primary: "
+                  + ", ".join(f"{site} 127.0.0.1:{port}" for site, port in poolers.items()) + "[/]")
     config = str(lab.spec.config_path)
     agents: dict[str, AgentProcess] = {}
     try:
@@ -102,8 +106,8 @@ def rows_and_documents(lab: Lab, config: str) -> list[str]:
                      "school text NOT NULL, at timestamptz NOT NULL DEFAULT now())")
         conn.execute("INSERT INTO enrolment (student, school) SELECT 'student-' || n, 'school-' || (n % 40) "
                      "FROM generate_series(1, 1000) AS n")
-    console.print(f"  [dim]DSN: {lab.spec.app_dsn()}[/]")
-    with Writer(lab.spec.app_dsn(), rate=100) as writer:
+    console.print(f"  [dim]the application connects through the PgBouncer at rabat: {application_dsn(lab)}[/]")
+    with Writer(application_dsn(lab), rate=100, through_pooler=True) as writer:
         writer.wait_for_commits(10)
         docs = Documents(lab, PRIMARY_SITE, STANDBY_SITE, "شهادة-مدرسية")
         docs.write(300, folders=10, pace=0.005)
@@ -113,10 +117,16 @@ def rows_and_documents(lab: Lab, config: str) -> list[str]:
     return problems
 
 
+def application_dsn(lab: Lab) -> str:
+    """The application's way in: the PgBouncer at rabat, which every switchover repoints."""
+    return pgbouncer.app_dsn(lab.spec, PRIMARY_SITE)
+
+
 def switchover_round_trip(lab: Lab, config: str) -> list[str]:
     """Switchover to backup and back under a writer; documents written on each new primary follow."""
-    step("7. switchover to backup while the application keeps writing: the documents now flow back")
-    with Writer(lab.spec.app_dsn(), rate=100) as writer:
+    step("7. switchover to backup while the application keeps writing through PgBouncer (paused, repointed, "
+         "resumed): the documents now flow back")
+    with Writer(application_dsn(lab), rate=100, through_pooler=True) as writer:
         writer.wait_for_commits(50)
         summary(json.loads(dcctl(config, "--yes", "-o", "json", "switchover", "-s", SERVICE, show=False).stdout))
         writer.wait_for_commits(20)
@@ -131,9 +141,12 @@ def switchover_round_trip(lab: Lab, config: str) -> list[str]:
         writer.wait_for_commits(50)
     lost = missing_ids(lab.spec.app_dsn(), writer.stats.acknowledged)
     console.print(f"  application: {len(writer.stats.acknowledged)} commits acknowledged, "
-                  f"[bold]{len(lost)} lost[/], longest pause {writer.stats.longest_gap():.3f} s")
+                  f"[bold]{len(lost)} lost[/], [bold]{writer.stats.errors} errors[/], longest pause "
+                  f"{writer.stats.longest_gap():.3f} s, longest commit {max(writer.stats.commit_latencies):.3f} s")
     if lost:
         problems.append(f"{len(lost)} acknowledged commits lost")
+    if writer.stats.errors:
+        problems.append(f"the application saw {writer.stats.errors} errors through PgBouncer")
     again = Documents(lab, PRIMARY_SITE, STANDBY_SITE, "شهادة-مدرسية", first=301)
     again.write(10, folders=1, pace=0.01)
     return problems + again.report()

@@ -45,10 +45,14 @@ def wait_for_more(acknowledged: list, count: int, timeout: float, who: str) -> N
 
 
 class Writer:
-    def __init__(self, dsn: str, rate: float = 200.0, connect_timeout: int = 2, retry_delay: float = 0.002):
+    def __init__(self, dsn: str, rate: float = 200.0, connect_timeout: int = 2, retry_delay: float = 0.002,
+                 through_pooler: bool = False):
         """retry_delay: the pause after an error before reconnecting. Tests keep it short; the
-        benchmarks use what applications do (tens of ms), so figures are what users see."""
+        benchmarks use what applications do (tens of ms), so figures are what users see.
+        through_pooler: the DSN is a PgBouncer in transaction pooling, which (1.18) cannot keep the
+        statements psycopg prepares after a few runs: none are prepared."""
         self.dsn = dsn
+        self.prepare_threshold = None if through_pooler else 5  # 5: psycopg's default
         self.retry_delay = retry_delay
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self.connect_timeout = connect_timeout
@@ -85,7 +89,8 @@ class Writer:
         while not self._stop.is_set():
             try:
                 if conn is None or conn.closed or conn.broken:
-                    conn = psycopg.connect(self.dsn, connect_timeout=self.connect_timeout, autocommit=True)
+                    conn = psycopg.connect(self.dsn, connect_timeout=self.connect_timeout, autocommit=True,
+                                           prepare_threshold=self.prepare_threshold)
                 sent = time.monotonic()
                 conn.execute("INSERT INTO dcctl_writer (id) VALUES (%s)", (self._next_id,))
                 acked = time.time()

@@ -20,7 +20,16 @@ pytestmark = pytest.mark.lab
 
 
 def roles(lab_) -> dict[str, tuple[str, bool | None]]:
-    return {s["site"]: (s["role"], s["streaming"]) for s in status_json(str(lab_.spec.config_path))["sites"]}
+    """Each site's role and whether it streams, as `dcctl status` reports them (gathered in this
+    process: the crash-point tests ask hundreds of times, and a CLI start costs half a second)."""
+    from dcctl.config import load_config
+    from dcctl.status_report import service_status
+    from dcctl.topology import gather_view
+
+    config = load_config(lab_.spec.config_path)
+    name, service = next(iter(config.services.items()))
+    report = service_status(gather_view(config, name, service))
+    return {s["site"]: (s["role"], s["streaming"]) for s in report["sites"]}
 
 
 def primary_of(lab_) -> str:
