@@ -28,7 +28,7 @@ from dcctl.config.schema import LocalTransportConfig, ServiceConfig, SiteConfig
 from dcctl.errors import DcctlError, UnreachableError
 from dcctl.filesync import layout
 from dcctl.filesync.decide import Direction, push_decision
-from dcctl.filesync.engine import FileSyncError, MassDeleteRefused, StorePair, deletion_dirs
+from dcctl.filesync.engine import FileSyncError, HandedOver, MassDeleteRefused, StorePair, deletion_dirs
 from dcctl.filesync.rsync import describe_exit
 from dcctl.filesync.state import StoreStatus, SyncStatus
 from dcctl.filesync.watch import Pending, Sink, Watcher
@@ -54,6 +54,8 @@ def own_transport(name: str, site: SiteConfig) -> LocalTransport:
 
 
 def error_kind(exc: BaseException) -> str:
+    if isinstance(exc, HandedOver):
+        return "handed_over"
     if isinstance(exc, MassDeleteRefused):
         return "mass_delete"
     if isinstance(exc, UnreachableError) or (isinstance(exc, FileSyncError) and "exit 255" in exc.message):
@@ -64,8 +66,9 @@ def error_kind(exc: BaseException) -> str:
 class StoreSyncer:
     """Keeps one store of the pushing site mirrored on the other site."""
 
-    def __init__(self, pair: StorePair, status: StoreStatus):
+    def __init__(self, pair: StorePair, status: StoreStatus, on_handed_over=lambda: None):
         self.pair = pair
+        self._on_handed_over = on_handed_over  # the controller decides the roles again at once
         self.settings = pair.settings
         self.status = status  # shared with the task; fields updated under self._cond
         self._cond = threading.Condition()
@@ -182,13 +185,24 @@ class StoreSyncer:
     def _fail(self, what: str, exc: BaseException) -> None:
         kind = error_kind(exc)
         message = exc.message if isinstance(exc, DcctlError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, HandedOver):
+            # What waits here is the other site's to push now; should this site push again one day
+            # (the operation rolled back), a full reconciliation comes first.
+            with self._cond:
+                self._pending.clear()
+                self._need_full = self._need_full or "pushing handed back"
+            self._on_handed_over()
         with self._cond:
             self.status.errors_total[kind] = self.status.errors_total.get(kind, 0) + 1
             repeated = self.status.last_error == message
             self.status.last_error, self.status.last_error_at = message, time.time()
             self._retry_at = time.monotonic() + self._backoff
             self._backoff = min(MAX_BACKOFF, self._backoff * 2)
-        if not repeated:
+        if repeated:
+            return
+        if isinstance(exc, HandedOver):
+            log.warning("store %s: %s not run: %s", self.pair.store, what, message)
+        else:
             log.error("store %s: %s failed: %s", self.pair.store, what, message,
                       exc_info=not isinstance(exc, DcctlError))
 
@@ -365,7 +379,7 @@ class FileSyncTask:
         self.stores = {name: StoreStatus(name, path, "") for name, path in sorted(self.site_cfg.file_stores.items())}
         self.syncers: dict[str, StoreSyncer] = {}
         self._peer_transport: Transport | None = None
-        self._run_marks: dict[str, float] = {}
+        self._run_marks: dict[str, int] = {}  # path -> mtime (ns) of each mark watched
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -452,7 +466,13 @@ class FileSyncTask:
             log.info("%s: %s", self.service, decision.reason)
         self.direction = decision
 
+    def _decide_soon(self) -> None:
+        self._next_role_check = 0.0
+
     def _apply(self) -> None:
+        if self.direction.active and self.syncers and any(
+                syncer.pair.pushing_timeline != (self.direction.timeline or 0) for syncer in self.syncers.values()):
+            self._deactivate(5.0)  # primary again on a new timeline, between two role checks: start afresh
         if self.direction.active and not self.syncers:
             self._activate()
         elif not self.direction.active and self.syncers:
@@ -467,7 +487,7 @@ class FileSyncTask:
 
     def _pair(self, store: str, tag: str) -> StorePair:
         return StorePair(self.service, store, self.site, self.peer, self.site_cfg, self.config.sites[self.peer],
-                         self.settings, self.own, self._peer(), tag)
+                         self.settings, self.own, self._peer(), tag, pushing_timeline=self.direction.timeline or 0)
 
     def _activate(self) -> None:
         for name in self.stores:
@@ -476,7 +496,7 @@ class FileSyncTask:
                 continue
             pair = self._pair(name, tag="agent")
             self.stores[name].target = f"{self.peer}:{pair.target_dir}"
-            syncer = StoreSyncer(pair, self.stores[name])
+            syncer = StoreSyncer(pair, self.stores[name], on_handed_over=self._decide_soon)
             syncer.start()
             with self._lock:
                 self.syncers[name] = syncer
@@ -496,22 +516,21 @@ class FileSyncTask:
             self._peer_transport = None
 
     def _watch_operator_runs(self) -> None:
-        """An operator's `dcctl filesync run` (e.g. --allow-mass-delete) makes the agent reconcile again.
+        """Operations leave marks at this site; the agent looks at them every tick.
 
-        A switchover's final file sync is such a run too, and right after it this site may no longer
-        be the primary: the roles are decided again first. A full reconciliation from a site that
-        has just become the standby would delete, at the new primary, the files written there since."""
-        changed = []
-        for name in self.stores:
-            try:
-                mark = os.stat(layout.run_path(self.site_cfg.state_dir, self.service, name)).st_mtime
-            except OSError:
-                continue
-            previous = self._run_marks.setdefault(name, mark)
-            if mark != previous:
-                self._run_marks[name] = mark
-                changed.append(name)
-        if not changed:
+        - The generation record (an operation's last step) and the hand-over mark (a switchover's
+          final file sync): the roles changed; they are decided again now, not at the next role check.
+        - An operator's `dcctl filesync run` (e.g. --allow-mass-delete), or a switchover's final file
+          sync: the agent reconciles again. Right after a switchover's, this site may no longer be
+          the primary, so the roles are decided first: a full reconciliation from a site that has
+          just become the standby would delete, at the new primary, the files written there since."""
+        from dcctl.ops.generation import site_path
+
+        state_dir = self.site_cfg.state_dir
+        roles_changed = any([self._mark_changed(path) for path in (
+            site_path(state_dir, self.service), layout.handover_path(state_dir, self.service))])
+        changed = [name for name in self.stores if self._mark_changed(layout.run_path(state_dir, self.service, name))]
+        if not changed and not roles_changed:
             return
         self._next_role_check = time.monotonic() + self.settings.role_check_interval
         self._decide()
@@ -520,6 +539,15 @@ class FileSyncTask:
             syncer = self.syncers.get(name)
             if syncer is not None:
                 syncer.request_full("operator run")
+
+    def _mark_changed(self, path: str) -> bool:
+        try:
+            mark = os.stat(path).st_mtime_ns
+        except OSError:
+            mark = 0
+        previous = self._run_marks.setdefault(path, mark)
+        self._run_marks[path] = mark
+        return mark != previous
 
     # ---- status ----------------------------------------------------------------------------------
 

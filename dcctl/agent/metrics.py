@@ -199,7 +199,7 @@ _SPECS = [
                "Bytes of file content this agent pushed to the other site", STORE),
     MetricSpec("dcctl_filesync_errors_total", "counter",
                "File-sync failures by kind: rsync, peer_unreachable, mass_delete, missed_events (inotify "
-               "overflow), watch_limit, watch, receipt, internal", STORE + ("kind",)),
+               "overflow), watch_limit, watch, receipt, handed_over, internal", STORE + ("kind",)),
     MetricSpec("dcctl_filesync_reconciliations_total", "counter",
                "Full reconciliations that succeeded, by reason: " + ", ".join([*RECONCILE_REASONS.values(), "other"]),
                STORE + ("reason",)),

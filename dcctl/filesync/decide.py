@@ -19,6 +19,7 @@ from dcctl.model import Generation, NodeStatus, ServiceView
 class Direction:
     active: bool  # True: `site` pushes to `peer` now
     reason: str  # one sentence
+    timeline: int | None = None  # the pushing site's timeline when it was found to be the primary
 
     def __str__(self) -> str:
         return self.reason
@@ -40,7 +41,7 @@ def push_decision(site: str, peer: str, own: NodeStatus | None, own_error: str |
     if recorded is not None and peer in recorded.fenced and recorded.primary == site:
         return Direction(False, f"{peer} was fenced by {recorded.operation or 'a failover'}: files flow to it again "
                                 f"after `dcctl rejoin --site {peer}`")
-    return Direction(True, f"{site} is the primary: pushing to {peer}")
+    return Direction(True, f"{site} is the primary: pushing to {peer}", own.timeline)
 
 
 def direction_from_view(view: ServiceView) -> tuple[str | None, str | None, str]:

@@ -27,9 +27,9 @@ from dcctl.config.schema import FileSyncConfig, LocalTransportConfig, SiteConfig
 from dcctl.errors import ConfigError, DcctlError, ExitCode, RefusedError
 from dcctl.filesync import holding, layout, manifest
 from dcctl.filesync.decide import DeleteVerdict, guard
-from dcctl.filesync.rsync import (LOCK_BUSY_RC, MAX_DELETE_RC, OK_CODES, Job, SshTarget, Stats, Target, describe_exit,
+from dcctl.filesync.rsync import (HANDED_OVER_RC, LOCK_BUSY_RC, MAX_DELETE_RC, OK_CODES, Job, SshTarget, Stats, Target, describe_exit,
                                   error_tail, files_from, locked, parse_created_dirs, parse_deletions, parse_progress,
-                                  parse_stats, rsync_argv, ssh_exit_argv)
+                                  parse_stats, rsync_argv, ssh_exit_argv, unless_handed_over)
 from dcctl.filesync.state import Receipt, RunRecord, SyncStatus
 from dcctl.transport.base import Transport
 
@@ -52,6 +52,10 @@ class MassDeleteRefused(RefusedError):
         super().__init__(f"store {store}: {verdict.reason}",
                          hint="check the source store (mounted? wiped?); if the deletions are wanted: "
                               "dcctl filesync run --allow-mass-delete")
+
+
+class HandedOver(FileSyncError):
+    """A switchover (or failover) stopped the pushing from this site; nothing was sent."""
 
 
 Progress = Callable[[int, int, int], None]  # bytes so far, entries checked, entries known
@@ -106,6 +110,9 @@ class StorePair:
     source: Transport
     target: Transport
     tag: str  # names the SSH master connection: "agent", "cli-<pid>"
+    # The agent's pushes: the source's timeline when it was found to be the primary. Each rsync
+    # then runs only if no operation has handed the pushing over since (layout.handover_path).
+    pushing_timeline: int | None = None
     _dirs_ready: bool = field(default=False, repr=False)
     _ssh_used: bool = field(default=False, repr=False)
     _made: set = field(default_factory=set, repr=False)
@@ -133,6 +140,10 @@ class StorePair:
     @property
     def lock_file(self) -> str:
         return layout.lock_path(self.source_cfg.state_dir, self.service, self.store)
+
+    @property
+    def handover_mark(self) -> str:
+        return layout.handover_path(self.source_cfg.state_dir, self.service)
 
     def ssh_target(self) -> SshTarget | None:
         t = self.target_cfg.transport
@@ -197,7 +208,10 @@ class StorePair:
                progress: Progress | None = None) -> tuple[int, str]:
         """Run one rsync at the source site under the store's lock; (rc, its output)."""
         # flock(1) holds the lock until rsync exits, even if dcctl dies first (kill -9 of the agent).
-        argv = locked(rsync_argv(job), self.lock_file, LOCK_WAIT)
+        argv = rsync_argv(job)
+        if self.pushing_timeline is not None:
+            argv = unless_handed_over(argv, self.handover_mark, self.pushing_timeline)
+        argv = locked(argv, self.lock_file, LOCK_WAIT)
         if job.target.ssh is not None:
             self._ssh_used = True
         if progress is not None:
@@ -242,6 +256,16 @@ class StorePair:
         return self._outcome(result.rc, "\n".join(lines), "\n".join(lines) + result.stderr)
 
     def _outcome(self, rc: int, stdout: str, stderr: str) -> tuple[int, str]:
+        if rc == HANDED_OVER_RC:
+            try:
+                mark = self.source.read_file(self.handover_mark).decode(errors="replace").split()
+            except DcctlError:
+                mark = []
+            raise HandedOver(f"store {self.store}: pushing from {self.source_site} was handed over to "
+                             f"{self.target_site} by {mark[1] if len(mark) > 1 else 'an operation'} (timeline "
+                             f"{mark[0] if mark else '?'}): nothing sent",
+                             hint=f"if {self.source_site} is the primary again because that operation was "
+                                  f"interrupted, `dcctl resume` finishes or rolls it back")
         if rc == LOCK_BUSY_RC:
             raise FileSyncError(f"store {self.store}: another sync held its lock {self.lock_file} at site "
                                 f"{self.source_site} for {LOCK_WAIT:g} s")
@@ -355,6 +379,28 @@ class StorePair:
         self.source.write_file(layout.run_path(self.source_cfg.state_dir, self.service, self.store),
                                record.to_json().encode(), mode=0o644)
         return record
+
+    def hand_over(self, timeline: int, by: str, wait: float) -> None:
+        """Stop the source's agent from pushing while the source stays on `timeline`: write the mark,
+        then take the store's lock once, so that an agent rsync already running has ended (one
+        command at the source). Until the other site is primary, nothing is pushed either way."""
+        directory = layout.service_dir(self.source_cfg.state_dir, self.service)
+        mark = self.handover_mark
+        script = ('mkdir -p "$1" && printf "%s %s\\n" "$3" "$4" > "$2.tmp" && mv -f "$2.tmp" "$2" && '
+                  'exec flock -E 75 -w "$5" "$6" true')
+        result = self.source.run(["sh", "-c", script, "dcctl-hand-over", directory, mark, str(timeline), by,
+                                  f"{max(1, round(wait))}", self.lock_file], timeout=wait + 30)
+        if result.rc == LOCK_BUSY_RC:
+            raise FileSyncError(f"store {self.store}: an rsync of the agent at {self.source_site} still held "
+                                f"{self.lock_file} after {wait:g} s",
+                                hint="a long full reconciliation is running there; try again once it has ended "
+                                     "(`dcctl filesync status`)")
+        result.check(f"handing the file sync of {self.service} over from site {self.source_site}")
+
+    def take_back(self) -> None:
+        """Undo hand_over: the source's agent may push again (a rolled-back switchover)."""
+        self.source.run(["rm", "-f", self.handover_mark], timeout=30).check(
+            f"removing {self.handover_mark} at site {self.source_site}")
 
     def prune_holding(self) -> list[str]:
         return holding.prune(self.target, self.target_cfg.state_dir, self.service, self.store,

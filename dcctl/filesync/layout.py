@@ -4,6 +4,8 @@
     <state_dir>/filesync/<service>/<store>.run.json       the last operator reconciliation (at the source)
     <state_dir>/filesync/<service>/<store>.received.json  "synced up to" receipt (at the receiving site)
     <state_dir>/filesync/<service>/<store>.lock     one rsync at a time per store (flock, at the source)
+    <state_dir>/filesync/<service>/handed-over      "TIMELINE OPERATION": the agent here pushes no more
+                                                    while its PostgreSQL is on that timeline (at the old primary)
     <state_dir>/ssh-<hash>.sock                     the SSH master connection to the other site (at the source)
     <state_dir>/filesync/<service>/<store>/holding/<YYYY-MM-DD>/<path>~<HHMMSS.ffffff>
                                                     what sync replaced or deleted (at the receiving site)
@@ -41,6 +43,10 @@ def receipt_path(state_dir: str, service: str, store: str) -> str:
 
 def lock_path(state_dir: str, service: str, store: str) -> str:
     return posixpath.join(service_dir(state_dir, service), f"{store}.lock")
+
+
+def handover_path(state_dir: str, service: str) -> str:
+    return posixpath.join(service_dir(state_dir, service), "handed-over")
 
 
 def store_dir(state_dir: str, service: str, store: str) -> str:

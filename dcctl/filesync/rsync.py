@@ -25,6 +25,7 @@ from typing import Literal
 OK_CODES = (0, 24)
 MAX_DELETE_RC = 25
 LOCK_BUSY_RC = 75  # flock -E: the store's lock stayed busy for the whole wait
+HANDED_OVER_RC = 76  # a switchover or failover handed this site's pushing over to the other site
 
 EXIT_MEANINGS = {
     1: "syntax or usage error", 2: "protocol incompatibility", 3: "errors selecting input/output files or dirs",
@@ -192,6 +193,21 @@ def locked(argv: list[str], lock_file: str, wait: float) -> list[str]:
     ['flock', '-E', '75', '-w', '600', '/st/documents.lock', 'rsync', 'x']
     """
     return ["flock", "-E", str(LOCK_BUSY_RC), "-w", f"{max(1, round(wait))}", lock_file, *argv]
+
+
+_UNLESS_HANDED_OVER = ('if [ -e "$1" ] && read -r handed _ < "$1" && [ "$handed" -ge "$2" ]; then exit 76; fi; '
+                       'shift 2; exec "$@"')
+
+
+def unless_handed_over(argv: list[str], mark: str, timeline: int) -> list[str]:
+    """Run argv only if no operation has handed the pushing of this site (on `timeline`) over to
+    the other site. Inside the store's lock, the check and the rsync are one: an operation that
+    writes the mark, then takes the lock once, knows that no push from here runs afterwards.
+
+    >>> unless_handed_over(["rsync", "x"], "/st/handed-over", 3)[3:]
+    ['dcctl-push', '/st/handed-over', '3', 'rsync', 'x']
+    """
+    return ["sh", "-c", _UNLESS_HANDED_OVER, "dcctl-push", mark, str(timeline), *argv]
 
 
 def files_from(paths: list[bytes]) -> bytes:

@@ -64,11 +64,21 @@ def final_file_sync(ctx: OpContext) -> dict[str, Any]:
     for store in stores:
         pair = _pair(ctx, store, source, target)
         try:
+            # The old primary's agent may not notice the new roles for a while; meanwhile the new
+            # primary's agent puts files into the store it watches. It must push no more from now.
+            # An agent rsync already running ends first: waited for as long as the replay may take.
+            pair.hand_over(ctx.observed["shutdown_timeline"], ctx.op_id, wait=ctx.service.operation.replay_deadline)
             report[store] = _final_sync_store(ctx, pair)
         finally:
             pair.close()
     return {"final_file_sync": report,
             "file_sync_direction": f"{target}'s agent pushes to {source} once {target} is primary"}
+
+
+def undo_final_file_sync(ctx: OpContext) -> None:
+    """The old primary stays the primary: its agent pushes again."""
+    for store in _stores(ctx, ctx.old_primary, ctx.new_primary)[:1]:  # the mark is one per service
+        _pair(ctx, store, ctx.old_primary, ctx.new_primary).take_back()
 
 
 def _final_sync_store(ctx: OpContext, pair) -> dict[str, Any]:
@@ -141,6 +151,7 @@ def record_file_sync(ctx: OpContext) -> dict[str, Any]:
         except DcctlError:
             receipt = None
         synced[store] = _iso(receipt.synced_through) if receipt else None
+    handed_over = None
     if ctx.observed.get("old_primary_reachable"):
         try:
             status = read_status(ctx.transport(source), ctx.service.sites[source].state_dir, ctx.service_name)
@@ -149,10 +160,31 @@ def record_file_sync(ctx: OpContext) -> dict[str, Any]:
                     pending[store] = status.stores[store].pending
         except DcctlError:
             pass
+        handed_over = _hand_over_if_possible(ctx, stores, source, target)
     parts = [f"{store}: files written at {source} after {when or 'an unknown time (no sync recorded)'} may not "
              f"have reached {target}" for store, when in synced.items()]
     return {"files_synced_through": synced, "files_pending_at_old_primary": pending or None,
+            "file_sync_handed_over": handed_over,
             "file_sync_verdict": "; ".join(parts) + "; `dcctl rejoin` quarantines them at " + source}
+
+
+FAILOVER_HAND_OVER_WAIT = 2.0  # seconds: a failover does not wait long for a failing site's rsync
+
+
+def _hand_over_if_possible(ctx: OpContext, stores: list[str], source: str, target: str) -> str:
+    """A reachable old primary's agent pushes no more (as in a switchover), so that it cannot
+    delete at the new primary what is written there after the promotion. Best effort: the
+    failover goes on whatever happens here; its own fencing stops the old primary anyway."""
+    timeline = ctx.observed.get("timeline_before")
+    if timeline is None:
+        return "not attempted: the standby's timeline before promotion is unknown"
+    try:
+        for store in stores:
+            _pair(ctx, store, source, target).hand_over(timeline, ctx.op_id, wait=FAILOVER_HAND_OVER_WAIT)
+    except DcctlError as exc:
+        ctx.say(f"file sync not handed over at {source}: {exc.message}")
+        return f"not done: {exc.message}"
+    return f"the agent at {source} pushes no more while it stays on timeline {timeline}"
 
 
 # ---- rejoin ---------------------------------------------------------------------------------------

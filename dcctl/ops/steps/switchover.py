@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from dcctl.ops.engine import Action, OpContext, OperationFailed
-from dcctl.ops.filesync_actions import final_file_sync
+from dcctl.ops.filesync_actions import final_file_sync, undo_final_file_sync
 from dcctl.ops.preflight import switchover_refusals
 from dcctl.ops.steps.poolers import PAUSE_POOLERS, REPOINT_POOLERS, RESUME_POOLERS
 from dcctl.ops.steps.common import (PROMOTE, RECORD_GENERATION, START_OLD_PRIMARY, WAIT_OLD_PRIMARY_STREAMING,
@@ -145,7 +145,8 @@ SWITCHOVER: dict[str, Action] = {
                                                                            c.node(c.old_primary).data_dir))),
     "final_file_sync": Action(final_file_sync, lambda c: "push what changed in the file stores since the last "
                               "reconciliation, then verify exactly those entries at both sites (a difference "
-                              "rolls back)", _on("old_primary")),
+                              "rolls back); first, the old primary's agent pushes no more", _on("old_primary"),
+                              undo=undo_final_file_sync),
     "wait_replayed": Action(wait_replayed, lambda c: f"wait until the replay LSN is past that checkpoint "
                             f"(deadline {c.service.operation.replay_deadline:g} s, else roll back)", _on("new_primary"),
                             lambda c: queries.shown(queries.REPLAY_LSN)),
