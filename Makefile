@@ -9,7 +9,7 @@ demo: setup
 	bash scripts/demo.sh
 
 test: setup
-	.venv/bin/python -m pytest -q -ra
+	.venv/bin/python -m pytest -q -ra -n 2 --dist loadscope
 
 unit: setup
 	.venv/bin/python -m pytest -q tests/unit

@@ -507,8 +507,8 @@ class FileSyncTask:
         with self._lock:
             syncers, self.syncers = self.syncers, {}
         for name, syncer in syncers.items():
+            syncer.stop(timeout)  # first: a reconciliation ending now is in the status kept
             self.stores[name] = syncer.snapshot(time.time())
-            syncer.stop(timeout)
         if syncers:
             log.info("%s: stopped pushing (%s)", self.service, self.direction.reason)
         if self._peer_transport is not None:

@@ -51,6 +51,12 @@ REPLICATION_STREAMING = """
 SELECT status FROM pg_catalog.pg_stat_wal_receiver
 """
 
+# The receiver says "streaming" as soon as it has connected, before START_REPLICATION succeeded;
+# the sender's side says it only once WAL flows (primary_conninfo names the standby's site).
+SENDING_TO = """
+SELECT 1 FROM pg_catalog.pg_stat_replication WHERE application_name = %s AND state = 'streaming'
+"""
+
 CREATE_PHYSICAL_SLOT = """
 SELECT pg_catalog.pg_create_physical_replication_slot(%s)
 WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = %s)

@@ -14,8 +14,8 @@ from dcctl.filesync.engine import StorePair
 from dcctl.filesync.state import StoreStatus
 from dcctl.agent.filesync_task import StoreSyncer, own_transport
 from tests.integration.conftest import check_json, dcctl, results_named, wait_for
-from tests.integration.filesync_helpers import (agent_config, held, mkdirs, pushing, snapshot, start_agents, store,
-                                                wait_same, write)
+from tests.integration.filesync_helpers import (agent_config, held, mkdirs, owner, pushing, snapshot, start_agents,
+                                                store, wait_same, write)
 
 pytestmark = pytest.mark.lab
 
@@ -58,11 +58,22 @@ def test_kill_9_in_the_middle_of_a_batch_then_a_restart_leaves_no_difference(loc
     agent = agents["rabat"]
     try:
         wait_for(lambda: pushing(lab, "rabat"), timeout=30, what="rabat pushing")
+        # Written beside the store, then moved in at once: the agent has 1515 entries to push
+        # however fast the files were written, and is caught half-way.
+        staging = store(lab, "rabat").parent / "kill-staging"
+        uid, gid = owner(lab)
         for index in range(1500):
-            write(lab, "rabat", f"kill/{index // 100:02d}/{index:04d}.bin", os.urandom(64 * 1024))
+            path = staging / f"{index // 100:02d}" / f"{index:04d}.bin"
+            if not path.parent.exists():
+                path.parent.mkdir(parents=True)
+                os.chown(path.parent, uid, gid)
+            path.write_bytes(os.urandom(64 * 1024))
+            os.chown(path, uid, gid)
+        os.chown(staging, uid, gid)
+        staging.rename(store(lab, "rabat") / "kill")
 
         def mid_batch():
-            there = len(snapshot(store(lab, "backup"), "kill"))
+            there = sum(len(dirs) + len(files) for _, dirs, files in os.walk(store(lab, "backup") / "kill"))
             return 0 < there < 1515 and there
 
         wait_for(mid_batch, timeout=60, interval=0.005, what="part of the files on the standby")

@@ -13,6 +13,7 @@ import pytest
 from dcctl.lab import procs
 from dcctl.lab.writer import Writer, missing_ids
 from tests.integration.conftest import config_variant, dcctl, wait_for
+from tests.integration.test_crash_points import steps
 
 pytestmark = pytest.mark.lab
 
@@ -173,11 +174,17 @@ def test_ctrl_c_rolls_back_the_services_moving_and_starts_no_further_group(multi
     wait_for(lambda: all_at(config, start), what="every service still at its primary site, streaming")
 
 
-@pytest.mark.parametrize("moment,group", [("promote:start", 1), ("stop_primary:end", 1), ("promote:start", 2)])
+# Every step of the switchover playbook, enumerated, in group 2 (massar and portal at once: the
+# kill finds the other one wherever it is); and in group 1 on each side of the point of no return.
+SITE_CRASH_POINTS = [(f"{step}:start", 2) for step in steps("switchover")] \
+    + [("promote:start", 1), ("stop_primary:end", 1)]
+
+
+@pytest.mark.parametrize("moment,group", SITE_CRASH_POINTS)
 def test_dcctl_killed_during_a_site_switchover_is_finished_by_resume(multi_lab, moment, group):
     """Killed in group 1 past identity's point of no return (resume drives it forward), or before
-    it (resume rolls it back and runs it again); or in group 2, where massar and portal move at
-    once and the kill finds the other one wherever it is. Resume ends with every service moved."""
+    it (resume rolls it back and runs it again); or in group 2 at any step of the one moving first.
+    Resume ends with every service moved, streaming, and no commit lost."""
     config = str(multi_lab.spec.config_path)
     start = the_primary_site(config)
     target = other(start)

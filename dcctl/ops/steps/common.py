@@ -128,7 +128,9 @@ def wait_old_primary_streaming(ctx: OpContext) -> dict[str, Any]:
     def streaming():
         ctx.drop_conn(site) if ctx._conns.get(site) is not None and ctx._conns[site].broken else None
         row = ctx.conn(site).execute(queries.REPLICATION_STREAMING).fetchone()
-        return row is not None and row["status"] == "streaming"
+        if row is None or row["status"] != "streaming":
+            return False
+        return ctx.conn(ctx.new_primary).execute(queries.SENDING_TO, (site,)).fetchone() is not None
 
     poll(f"{site} streaming from {ctx.new_primary}", ctx.service.operation.stream_deadline, streaming,
          interval=0.02, hint=f"see the PostgreSQL log at site {site} ({control.log_file(ctx.node(site))})")
