@@ -1,6 +1,9 @@
 """Failover after the primary's postmaster is killed, fencing, and rejoin of a diverged old
 primary that counts exactly the commits the rewind discards."""
 import json
+import os
+import signal
+import subprocess
 
 import psycopg
 import pytest
@@ -134,3 +137,47 @@ def test_failover_of_an_unreachable_primary_needs_a_typed_declaration(ssh_lab):
     rejoined = json.loads(dcctl("--yes", "-o", "json", "rejoin", "--site", old, config=config).stdout)
     assert rejoined["outcome"] == "success"
     assert rejoined["observed"]["diverged_commits"] == 0
+
+
+def checkpoint_timeline(lab_, site: str) -> int:
+    from dcctl.lab.lab import find_bin_dir
+
+    out = subprocess.run([f"{find_bin_dir()}/pg_controldata", "-D", str(lab_.spec.pgdata(site))],
+                         capture_output=True, text=True, check=True).stdout
+    return int(next(line for line in out.splitlines() if line.startswith("Latest checkpoint's TimeLineID")
+                    ).split(":")[1])
+
+
+def test_rejoin_counts_the_commits_of_a_primary_that_died_before_its_first_checkpoint(local_lab):
+    """Found by bench/chaos.py (seed 1, operation 44): a primary promoted moments ago still has its
+    old timeline in its control file (the checkpoint after a promotion is spread); killed then, its
+    rejoin looked for the fork of that old timeline and counted 0 of the commits it discarded."""
+    lab = local_lab
+    config = str(lab.spec.config_path)
+    if primary_of(lab) != "rabat":
+        dcctl("--yes", "switchover", "--to", "rabat", config=config)
+    with app_connect(lab, "rabat") as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS unchecked (id int PRIMARY KEY)")
+    dcctl("--yes", "switchover", "--to", "backup", config=config)
+    with app_connect(lab, "backup") as conn:
+        sender = conn.execute("SELECT pid FROM pg_stat_replication").fetchone()[0]
+        os.kill(sender, signal.SIGSTOP)  # what backup commits now never reaches rabat
+        try:
+            for i in range(5):
+                conn.execute("INSERT INTO unchecked VALUES (%s)", (i,))
+            timeline = conn.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchone()[0]
+            writing_on = int(conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()[0][:8], 16)
+            kill_postmaster(lab, "backup")
+        finally:
+            os.kill(sender, signal.SIGKILL)
+    assert checkpoint_timeline(lab, "backup") == timeline < writing_on  # the case itself: no checkpoint yet
+
+    failover = json.loads(dcctl("--yes", "-o", "json", "failover", config=config).stdout)
+    assert failover["outcome"] == "success" and failover["new_primary"] == "rabat"
+    rejoin = json.loads(dcctl("--yes", "-o", "json", "rejoin", "--site", "backup", config=config).stdout)
+    assert rejoin["outcome"] == "success"
+    assert rejoin["observed"]["diverged_commits"] == 5, rejoin["observed"]["divergence"]
+    assert rejoin["observed"]["fork_timeline"] == writing_on
+    wait_for(lambda: status_json(config)["primary"] == "rabat" and all(
+        s.get("streaming") for s in status_json(config)["sites"] if s["site"] == "backup"), timeout=60,
+        what="backup streaming from rabat")

@@ -41,22 +41,47 @@ def preflight_rejoin(ctx: OpContext) -> dict[str, Any]:
                 "half_rewound_by": wrecked}
     primary_node = view.site(ctx.new_primary).node
     primary_tli = primary_node.timeline if primary_node else None
-    if data.timeline == primary_tli and data.state in ("shut down", "in production"):
+    own_tli = last_written_timeline(ctx, ctx.rejoining, data.timeline)
+    if own_tli == primary_tli and data.state in ("shut down", "in production"):
         # Two primaries on one timeline: no fork is recorded anywhere, so pg_rewind finds nothing
         # to undo and the node would then fail to replay ("record with incorrect prev-link").
-        why = (f"site {ctx.rejoining} ran as a primary on timeline {data.timeline}, the primary's own: its "
+        why = (f"site {ctx.rejoining} ran as a primary on timeline {own_tli}, the primary's own: its "
                f"writes cannot be rewound (no fork point), only re-cloned")
         if not allow_reclone:
             raise RefusedError(why, hint="rejoin with --allow-reclone (its data directory is kept aside, never "
                                          "deleted); compare the kept directory with the primary to recover rows")
-        return {"old_state": data.state, "old_timeline": data.timeline, "rewindable": False,
+        return {"old_state": data.state, "old_timeline": own_tli, "rewindable": False,
                 "half_rewound_by": wrecked, "same_timeline_primary": why}
     if not data.rewindable and not allow_reclone:
         raise RefusedError(f"site {ctx.rejoining} has neither wal_log_hints nor data checksums: pg_rewind "
                            f"cannot rejoin it", hint="re-clone it with --allow-reclone (its data directory is "
                                                      "kept aside, never deleted)")
-    return {"old_state": data.state, "old_timeline": data.timeline, "old_checkpoint_lsn": data.checkpoint_lsn,
-            "rewindable": data.rewindable and not wrecked, "half_rewound_by": wrecked}
+    return {"old_state": data.state, "old_timeline": own_tli, "old_checkpoint_timeline": data.timeline,
+            "old_checkpoint_lsn": data.checkpoint_lsn, "rewindable": data.rewindable and not wrecked,
+            "half_rewound_by": wrecked}
+
+
+def last_written_timeline(ctx: OpContext, site: str, checkpoint_timeline: int) -> int:
+    """The timeline the node last wrote on. Its control file names the timeline of its last
+    checkpoint, and the checkpoint after a promotion is spread: a primary that dies moments after
+    its promotion still names the timeline before it there. Its WAL files (and the history file
+    its promotion wrote) carry the new one in their names."""
+    wal_dir = posixpath.join(ctx.node(site).data_dir, "pg_wal")
+    listing = ctx.transport(site).run(["ls", "-1", wal_dir], timeout=60)
+    listing.check(f"listing {wal_dir}")
+    return max([checkpoint_timeline, *timelines_in(listing.stdout.split())])
+
+
+def timelines_in(names: list[str]) -> list[int]:
+    """The timelines that WAL segment and history file names carry.
+
+    >>> timelines_in(["000000010000000000000003", "00000002.history", "00000002000000000000000A.partial",
+    ...               "archive_status", "000000020000000000000004"])
+    [1, 2, 2]
+    """
+    hexdigits = set("0123456789ABCDEF")
+    return [int(name[:8], 16) for name in names
+            if (len(name) == 24 or (len(name) == 16 and name.endswith(".history"))) and set(name[:8]) <= hexdigits]
 
 def rewind_job_dir(ctx: OpContext, site: str) -> str:
     return posixpath.join(ctx.service.sites[site].state_dir, f"{ctx.service_name}.rewind")
