@@ -62,6 +62,9 @@ class OpContext:
     # Runs a nested operation for a composite one (the full drill's switchovers): (kind, target
     # site, args, say) -> (outcome, report, operation id). Set by ops/operation.py.
     nested: Callable[..., tuple[str, Mapping[str, Any], str]] | None = None
+    # Finishes (resumes) the composite's last part of a kind if it was stopped with the composite:
+    # kind -> (outcome, report, operation id, its target site), or None when there is none.
+    finish_part: Callable[[str, Callable[[str], None]], tuple[str, Mapping[str, Any], str, str] | None] | None = None
     _transports: dict[str, Transport] = field(default_factory=dict)
     _conns: dict[str, psycopg.Connection[DictRow]] = field(default_factory=dict)
 
@@ -398,8 +401,8 @@ class Runner:
         except BaseException as exc:
             message = exc.message if isinstance(exc, DcctlError) else f"{type(exc).__name__}: {exc}"
             ctx.journal.append("step_fail", step=step.label, error=message)
-            if isinstance(exc, FailedVerdict):
-                raise
+            if isinstance(exc, (FailedVerdict, Interrupted)):
+                raise  # Interrupted: a composite's part stopped by Ctrl-C; the composite stops there too
             if isinstance(exc, DcctlError) and not isinstance(exc, RefusedError):
                 raise OperationFailed(f"{ctx.kind} {ctx.op_id}: step {index}/{total} '{step.label}' failed: "
                                       f"{message}", hint=exc.hint, detail=exc.detail) from exc

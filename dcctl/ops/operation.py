@@ -118,6 +118,7 @@ def plan(config: Config, kind: str, service_name: str | None, *, args: dict[str,
                     old_primary=old, new_primary=new, args=args, journal=None, say=say,  # type: ignore[arg-type]
                     view=view, view_taken=taken)
     ctx.nested = _nested_runner(config, name, ctx)
+    ctx.finish_part = _part_finisher(config, ctx)
     playbook = load_playbook(playbook_name(kind, args), config.playbooks_dir)
     actions = actions_for(kind, args)
     if not refusals:
@@ -182,6 +183,7 @@ def resume(config: Config, journal: Journal, state: JournalState, *, break_lock:
                     journal=journal, say=say)
     ctx.view, ctx.view_taken = refuse_if_superseded(config, journal, state), time.monotonic()
     ctx.nested = _nested_runner(config, name, ctx)
+    ctx.finish_part = _part_finisher(config, ctx)
     journal.append("resume", pid=os.getpid())
     playbook = load_playbook(playbook_name(ctx.kind, args), config.playbooks_dir)
     actions = actions_for(ctx.kind, args)
@@ -203,6 +205,32 @@ def _nested_runner(config: Config, service_name: str,
         done = run(part)
         return done.outcome, done.report, part.ctx.op_id
     return run_part
+
+
+def _part_finisher(config: Config, parent: OpContext):
+    """ctx.finish_part: the composite was stopped while its part ran; that part is finished (or
+    rolled back) first, never left behind holding its lock while another one is planned."""
+    def finish_part(kind: str, say: Callable[[str], None]) -> tuple[str, Mapping[str, Any], str, str] | None:
+        unfinished = _unfinished_part(config, parent.journal, kind)
+        if unfinished is None:
+            return None
+        journal, state = unfinished
+        say(f"{kind} {state.header['op']}: resumed (it was stopped with the {parent.kind} it belongs to)")
+        done = resume(config, journal, state, say=say)
+        return done.outcome, done.report, state.header["op"], state.header["new_primary"]
+    return finish_part
+
+
+def _unfinished_part(config: Config, parent: Journal, kind: str) -> tuple[Journal, JournalState] | None:
+    """The composite's last part, if it is of this kind and its journal has no end."""
+    parts = [entry for entry in parent.entries() if entry.get("event") == "part"]
+    if not parts or parts[-1].get("kind") != kind:
+        return None
+    journal = Journal.open(config.state_dir, parts[-1]["op"])
+    if not journal.path.exists():
+        return None  # it died before its journal was created: nothing of it ran
+    state = journal.state()
+    return None if state.finished else (journal, state)
 
 
 def _run(plan_: Plan, resume_state: JournalState | None, break_lock: bool) -> Outcome:

@@ -19,12 +19,13 @@ PROMOTING_STEPS = ("promote",)
 
 
 def resume_refusals(header: dict[str, Any], started: list[str], ended: set[str], observed: dict[str, Any],
-                    view: ServiceView, recorded: Any | None, own_parts: Collection[str] = ()) -> list[str]:
+                    view: ServiceView, recorded: Any | None, own_parts: Collection[str] = (),
+                    parts_timeline: int | None = None) -> list[str]:
     """Reasons the journal's operation no longer fits the world; [] means resume may act.
 
     `recorded` is the generation record (dcctl.ops.generation.Generation) or None; `own_parts` the
     ids of the operations a composite one (the full drill) ran as its parts: what they recorded is
-    its own doing. An unreachable site is no evidence either way: only what was seen can refuse."""
+    its own doing, and so is the newest timeline they saw or may have made (`parts_timeline`). An unreachable site is no evidence either way: only what was seen can refuse."""
     op, kind = header.get("op"), header.get("kind")
     old, new = header.get("old_primary"), header.get("new_primary")
     reasons = []
@@ -37,8 +38,7 @@ def resume_refusals(header: dict[str, Any], started: list[str], ended: set[str],
     # its last restartpoint, which can lag the service's true one.
     newest = newest_known_timeline(observed, TIMELINE_KEYS.get(kind or "", ()), recorded)
     if newest is not None:
-        allowed = newest + (1 if any(s in started for s in PROMOTING_STEPS) and "timeline_after" not in observed
-                            else 0)
+        allowed = max(may_have_made(newest, started, observed), parts_timeline or 0)
         for site in view.primaries():
             timeline = site.answered().timeline
             if timeline is not None and timeline > allowed:
@@ -73,6 +73,16 @@ def _kind_refusals(kind: str | None, started: list[str], ended: set[str], old: S
                               else "") + ") although this rejoin never started it: it was repaired or started "
                            "by hand")
     return reasons
+
+
+def may_have_made(newest: int, started: Collection[str], observed: dict[str, Any]) -> int:
+    """The newest timeline an operation saw, or the next one if it started promoting and did not
+    see where that ended.
+
+    >>> may_have_made(3, ["promote"], {}), may_have_made(3, ["promote"], {"timeline_after": 4}), may_have_made(3, [], {})
+    (4, 3, 3)
+    """
+    return newest + (1 if any(s in started for s in PROMOTING_STEPS) and "timeline_after" not in observed else 0)
 
 
 def newest_known_timeline(observed: dict[str, Any], keys: tuple[str, ...], own_record: Any | None) -> int | None:

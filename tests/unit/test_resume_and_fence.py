@@ -43,6 +43,19 @@ def test_a_switchover_killed_after_promote_expects_one_more_timeline():
                            None) == []
 
 
+def test_a_full_drill_halted_after_its_own_switchover_back_promoted_is_not_superseded():
+    """Found by bench/chaos.py (seed 2, op 24): the drill's second switchover was halted after it
+    promoted rabat to timeline 15, before it recorded the generation (still 14, the first one's)."""
+    back = view(site("rabat", primary(timeline=15)), site("backup", None, error="connection refused"))
+    started = ["preflight", "switchover_there", "verify", "dwell", "switchover_back"]
+    recorded = Record(14, "backup", "part-1", 2000.0)
+    drill = header("drill", old="rabat", new="backup")
+    assert resume_refusals(drill, started, set(started[:-1]), {}, back, recorded, own_parts={"part-1", "part-2"},
+                           parts_timeline=15) == []
+    refused = resume_refusals(drill, started, set(started[:-1]), {}, back, recorded, own_parts={"part-1", "part-2"})
+    assert any("another promotion happened" in r for r in refused)
+
+
 def test_another_operation_recorded_a_generation_since():
     after = view(site("rabat", standby(timeline=3)), site("backup", primary(timeline=3)))
     reasons = resume_refusals(header("switchover"), ["promote"], set(), {"timeline_before": 2}, after,

@@ -3,9 +3,10 @@ own journal, lock and report) and a verification in between, under one drill rec
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from dcctl.errors import DcctlError
+from dcctl.errors import DcctlError, Interrupted
 from dcctl.ops.engine import Action, FailedVerdict, OpContext, OperationFailed
 from dcctl.ops.preflight import switchover_refusals
 from dcctl.ops.steps.common import _on, gather, refuse
@@ -21,23 +22,43 @@ def preflight(ctx: OpContext) -> dict[str, Any]:
 
 
 def switchover(ctx: OpContext, step: str, source: str, target: str) -> dict[str, Any]:
-    """One nested switchover, observed first: a resumed drill does not move a role twice."""
-    view = gather(ctx)
-    if view.site(target).role.value == "primary" and view.site(source).role.value == "standby":
-        return {f"{step}_outcome": "success", f"{step}_note": f"{target} was already the primary"}
-    assert ctx.nested is not None, "a composite operation runs through ops/operation.py"
+    """One nested switchover, observed first: a resumed drill does not move a role twice, and
+    finishes the switchover it was stopped in before anything else."""
+    assert ctx.nested is not None and ctx.finish_part is not None, "composites run through ops/operation.py"
+
+    def say(text: str) -> None:
+        ctx.say(f"  {step}: {text}")
+
     try:
-        outcome, report, op_id = ctx.nested("switchover", target, {"drill": ctx.op_id},
-                                            lambda text: ctx.say(f"  {step}: {text}"), view)
+        finished = ctx.finish_part("switchover", say)
+        if finished is not None:
+            ctx.view = None
+            outcome, report, op_id, went_to = finished
+            if went_to == target:
+                return _switched(step, outcome, report, op_id)
+        view = gather(ctx)
+        if view.site(target).role.value == "primary" and view.site(source).role.value == "standby":
+            return {f"{step}_outcome": "success", f"{step}_note": f"{target} was already the primary"}
+        outcome, report, op_id = ctx.nested("switchover", target, {"drill": ctx.op_id}, say, view)
         ctx.view = None  # the roles moved: the next step looks again
+    except Interrupted as exc:
+        # Ctrl-C reached the switchover: the drill stops there too, and its resume finishes that
+        # switchover first (a drill that went on would leave it behind, perhaps with no primary).
+        ctx.journal.append("halt", reason=f"{step}: {exc.message}")
+        raise Interrupted(f"full drill {ctx.op_id} stopped in {step}: {exc.message}",
+                          hint=f"`dcctl resume {ctx.op_id}` finishes that switchover, then the drill") from exc
     except DcctlError as exc:
         if step == "switchover_back":
             raise OperationFailed(f"the switchover back to {target} failed: {exc.message}; the service runs at "
                                   f"{source}", hint=f"fix the cause, then `dcctl resume {ctx.op_id}` switches back "
                                                     f"(or `dcctl switchover --to {target}`)") from exc
         return {f"{step}_outcome": "failed", f"{step}_error": exc.message}
+    return _switched(step, outcome, report, op_id)
+
+
+def _switched(step: str, outcome: str, report: Mapping[str, Any], op_id: str) -> dict[str, Any]:
     return {f"{step}_outcome": outcome, f"{step}_operation": op_id,
-            f"{step}_write_unavailability_seconds": report["write_unavailability_seconds"]}
+            f"{step}_write_unavailability_seconds": report.get("write_unavailability_seconds")}
 
 
 def switchover_there(ctx: OpContext) -> dict[str, Any]:
