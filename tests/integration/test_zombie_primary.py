@@ -272,8 +272,10 @@ def freeze_standby_site(lab: Lab, agents, freezer: Freezer) -> float:
 
 
 def stopped_or_gone(pid: int) -> bool:
+    """Stopped (T, t), or gone: exited (a zombie, Z or X, stays one while its frozen parent cannot
+    reap it) or reaped."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("T", "t")
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("T", "t", "Z", "X")
     except OSError:
         return True
 
