@@ -29,7 +29,7 @@ have the same pids, the standby's WAL receiver the same pid (replication was nev
 the drill port must be free and the scratch directory gone. Any difference stops the benchmark.
 
     .venv/bin/python -m bench.drill [--scales 10,100] [--runs 5] [--rate 200] [--window 20]
-                                   [--rounds 3] [--demo-runs 3] [--max-rate-mb MB] [--skip-latency]
+                                   [--rounds 3] [--demo-runs 3] [--max-rate-mb MB] [--pacing even|server] [--skip-latency]
                                    [--skip-demo] [--json FILE]
 """
 from __future__ import annotations
@@ -190,13 +190,14 @@ def one_drill(lab: Lab, baseline: dict, what: str) -> dict:
     }
 
 
-def set_max_rate(lab: Lab, mb: int) -> None:
-    """drill.max_rate_mb in the lab's config: the copy's speed limit, which sets its cost to the writer."""
+def set_drill(lab: Lab, **settings) -> None:
+    """drill.<key> in the lab's config, e.g. max_rate_mb (the copy's speed limit, which sets its cost
+    to the writer) or pacing (even, or the server's bursts)."""
     import yaml
 
     data = yaml.safe_load(lab.spec.config_path.read_text())
     for service in data["services"].values():
-        service.setdefault("drill", {})["max_rate_mb"] = mb
+        service.setdefault("drill", {}).update(settings)
     lab.spec.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
@@ -206,8 +207,9 @@ def bench_scale(scale: int, args, latency: bool) -> dict:
         base_port = free_port_block()
         say(f"[scale {scale}] lab up in {directory} (ports {base_port}..{base_port + 7})")
         lab = Lab.up(directory, base_port=base_port, transport="local")
-        if args.max_rate_mb is not None:
-            set_max_rate(lab, args.max_rate_mb)
+        chosen = {"max_rate_mb": args.max_rate_mb, "pacing": args.pacing}
+        if any(value is not None for value in chosen.values()):
+            set_drill(lab, **{key: value for key, value in chosen.items() if value is not None})
         out["postgres_version"] = postgres_version(lab)
         say(f"[scale {scale}] pgbench -i -q -s {scale}")
         out["load_seconds"] = load_pgbench(lab, scale)
@@ -445,6 +447,8 @@ def main() -> None:
     parser.add_argument("--demo-runs", type=int, default=3, help="runs of `dcctl lab demo` (default 3)")
     parser.add_argument("--max-rate-mb", type=int, default=None,
                         help="drill.max_rate_mb for the labs (default: the config's default, 64)")
+    parser.add_argument("--pacing", choices=["even", "server"], default=None,
+                        help="drill.pacing for the labs (default: the config's default, even)")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--json", metavar="FILE", help="also write the raw figures to FILE")

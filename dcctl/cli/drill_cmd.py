@@ -22,15 +22,19 @@ from dcctl.cli.ops_cmd import carry_out, plan_of, service_option
 def drill(cli: Context, service_name, mode, cleanup_only, dry_run) -> None:
     """Run a drill and leave a report (JSON and HTML) in the state directory."""
     if cleanup_only:
-        from dcctl.ops.steps.drill import cleanup_leftovers
+        from dcctl.ops.steps.drill import DRILL_SLOT, cleanup_leftovers
 
         plan = plan_of(cli, "drill", service_name, args={"mode": "cleanup"})
         try:
-            removed = cleanup_leftovers(plan.ctx)["leftovers_removed"]
+            cleaned = cleanup_leftovers(plan.ctx)
         finally:
             plan.ctx.close()
+        removed = cleaned["leftovers_removed"]
         click.echo(f"removed {len(removed)} leftover drill cop{'y' if len(removed) == 1 else 'ies'}"
                    + "".join(f"\n  {path}" for path in removed))
+        if cleaned["drill_slot_dropped"]:
+            click.echo(f"dropped the replication slot {DRILL_SLOT} that a killed drill left on the standby "
+                       f"(it kept WAL there)")
         return
     plan = plan_of(cli, "drill", service_name, args={"mode": mode})
     ctx = plan.ctx

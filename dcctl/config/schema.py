@@ -172,9 +172,14 @@ class DrillConfig:
     sql_checks: list[SqlCheckConfig] = key([], help="verification queries run on the promoted copy (or, in a full "
                                                     "drill, on the new primary)", expect="a list of checks")
     file_sample: int = key(20, help="files per store compared by checksum between the sites (0: all)", min=0)
-    max_rate_mb: int = key(64, help="MB/s the copy may read from the standby (pg_basebackup --max-rate; 0: no "
-                                    "limit); the copy also runs at the lowest CPU priority, so that the drill "
-                                    "stays out of production's way", min=0, max=100000)
+    max_rate_mb: int = key(64, help="MB/s the copy may read from the standby (0: no limit); the copy also runs "
+                                    "at the lowest CPU priority, so that the drill stays out of production's way",
+                           min=0, max=100000)
+    pacing: Literal["even", "server"] = key("even", help="how the copy keeps to max_rate_mb: even (dcctl paces it at "
+                                                         "the standby's site, 64 KiB at a time, with the site's "
+                                                         "python3) or server (pg_basebackup --max-rate: the "
+                                                         "walsender sends in bursts of an eighth of a second's worth, "
+                                                         "which production's commits wait behind)")
     dwell_seconds: float = key(0.0, help="full drill: seconds to stay on the backup site before switching back",
                                min=0, max=86400)
 

@@ -92,6 +92,11 @@ SELECT pg_catalog.pg_create_physical_replication_slot(%s, true)
 WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = %s)
 """
 
+DROP_INACTIVE_SLOT = """
+SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots
+WHERE slot_name = %s AND NOT active
+"""
+
 READ_SERVER_FILE = """
 SELECT pg_catalog.pg_read_file(%s) AS content
 """

@@ -46,6 +46,18 @@ def pg_basebackup(bin_dir: str, data_dir: str, conninfo: str, slot: str | None, 
     return argv
 
 
+def pg_basebackup_tar_stream(bin_dir: str, conninfo: str, *, label: str) -> list[str]:
+    """The base backup as one tar stream on stdout, its WAL fetched at the end into the same stream
+    (pg_basebackup streams WAL only into a directory), no manifest, nothing flushed: a throwaway
+    copy unpacked by a pipe.
+
+    >>> pg_basebackup_tar_stream("/b", "port=5433", label="drill")[1:]
+    ['-D', '-', '-F', 'tar', '-X', 'fetch', '-d', 'port=5433', '--checkpoint=fast', '--no-password', '--no-manifest', '-l', 'drill']
+    """
+    return [_bin(bin_dir, "pg_basebackup"), "-D", "-", "-F", "tar", "-X", "fetch", "-d", conninfo,
+            "--checkpoint=fast", "--no-password", "--no-manifest", "-l", label]
+
+
 def conninfo(**params: str | int | None) -> str:
     """libpq key=value string, values quoted as libpq wants.
 

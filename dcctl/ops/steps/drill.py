@@ -6,12 +6,14 @@ from __future__ import annotations
 import posixpath
 import random
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterator
 
 import psycopg
 from psycopg.rows import DictRow, tuple_row
 
+from dcctl.drill import pacing
 from dcctl.drill.verify import judge
 from dcctl.errors import DcctlError, UnreachableError
 from dcctl.model import Role
@@ -20,6 +22,9 @@ from dcctl.pg.session import one_row
 from dcctl.pg import queries, standby_conf, tools
 from dcctl.pg.session import connect
 from dcctl.status_report import replay_lag_seconds, replay_lag_bytes
+
+
+DRILL_SLOT = "dcctl_drill"  # on the standby, while an evenly paced copy runs
 
 
 def site(ctx: OpContext) -> str:
@@ -86,7 +91,7 @@ def cleanup_leftovers(ctx: OpContext) -> dict[str, Any]:
     leftovers = [line for line in listing.stdout.splitlines() if line and line != scratch(ctx)] if listing.ok else []
     for directory in leftovers:
         remove_copy(ctx, directory)
-    return {"leftovers_removed": leftovers}
+    return {"leftovers_removed": leftovers, "drill_slot_dropped": drop_drill_slot(ctx)}
 
 
 def remove_copy(ctx: OpContext, directory: str) -> None:
@@ -127,24 +132,55 @@ wait "$copy"
 
 
 def copy_standby(ctx: OpContext) -> dict[str, Any]:
-    node, transport = ctx.node(site(ctx)), ctx.transport(site(ctx))
+    node, transport, drill = ctx.node(site(ctx)), ctx.transport(site(ctx)), ctx.service.drill
     transport.run(["mkdir", "-p", scratch(ctx)], timeout=30).check("creating the scratch directory")
     source = tools.conninfo(host=node.host, port=node.port, user=node.replication_user,
                             passfile=node.replication_passfile, application_name="dcctl drill")
+    label = f"dcctl drill {ctx.op_id}"
+    even = drill.pacing == "even" and drill.max_rate_mb > 0
     started = time.monotonic()
     # A throwaway copy needs no durability: flushing it (here, and again when it starts with fsync
     # on) is what slows the production writer's commits on a shared disk (docs/benchmarks.md). Nor
     # a manifest: nothing verifies it, and the standby would checksum every file for it.
-    label = f"dcctl drill {ctx.op_id}"
-    copy = tools.pg_basebackup(node.bin_dir, copy_dir(ctx), source, None, sync=False,
-                               max_rate_mb=ctx.service.drill.max_rate_mb, label=label, manifest=False)
-    transport.run(["sh", "-c", LOW_PRIORITY_COPY, "sh", posixpath.join(node.data_dir, "postmaster.pid"),
-                   'sending backup "dcctl drill', *copy],
-                  timeout=ctx.service.drill.start_deadline * 10).check("pg_basebackup of the standby")
+    if even:
+        with wal_kept_for_the_copy(ctx):
+            _run_low_priority(ctx, pacing.paced_copy(copy_dir(ctx), drill.max_rate_mb * 1024 * 1024,
+                                                     tools.pg_basebackup_tar_stream(node.bin_dir, source, label=label)))
+    else:
+        _run_low_priority(ctx, tools.pg_basebackup(node.bin_dir, copy_dir(ctx), source, None, sync=False,
+                                                   max_rate_mb=drill.max_rate_mb, label=label, manifest=False))
     seconds = time.monotonic() - started
     size = transport.run(["du", "-sb", copy_dir(ctx)], timeout=120)
     copied = int(size.stdout.split()[0]) if size.ok else None
-    return {"copy_seconds": round(seconds, 3), "copy_bytes": copied}
+    return {"copy_seconds": round(seconds, 3), "copy_bytes": copied, "copy_pacing": "even" if even else "server"}
+
+
+def _run_low_priority(ctx: OpContext, copy: list[str]) -> None:
+    node = ctx.node(site(ctx))
+    ctx.transport(site(ctx)).run(
+        ["sh", "-c", LOW_PRIORITY_COPY, "sh", posixpath.join(node.data_dir, "postmaster.pid"),
+         'sending backup "dcctl drill', *copy],
+        timeout=ctx.service.drill.start_deadline * 10).check("pg_basebackup of the standby")
+
+
+@contextmanager
+def wal_kept_for_the_copy(ctx: OpContext) -> Iterator[None]:
+    """A tar stream's WAL is fetched from the standby's pg_wal at the end of the copy, and a
+    restartpoint meanwhile may remove it: a slot on the standby keeps it from the copy's start
+    until the copy ends. A drill killed in between leaves the slot; the next drill's
+    cleanup_leftovers (or its own clean-up) drops it."""
+    with connect(ctx.node(site(ctx)), "drill", site(ctx)) as conn:
+        conn.execute(queries.CREATE_PHYSICAL_SLOT_RESERVED, (DRILL_SLOT, DRILL_SLOT))
+    try:
+        yield
+    finally:
+        drop_drill_slot(ctx)
+
+
+def drop_drill_slot(ctx: OpContext) -> bool:
+    """Drops the copy's slot if it is there (and no copy streams from it); True if it was."""
+    with connect(ctx.node(site(ctx)), "drill", site(ctx)) as conn:
+        return bool(conn.execute(queries.DROP_INACTIVE_SLOT, (DRILL_SLOT,)).fetchall())
 
 
 def start_copy(ctx: OpContext) -> dict[str, Any]:
@@ -290,6 +326,8 @@ def cleanup(ctx: OpContext) -> dict[str, Any]:
     if ctx.transport(site(ctx)).run(["test", "-d", scratch(ctx)], timeout=30).ok:
         remove_copy(ctx, scratch(ctx))
     ctx.transport(site(ctx)).run(["rmdir", "--ignore-fail-on-non-empty", "--", scratch_root(ctx)], timeout=30)
+    if ctx.service.drill.pacing == "even":
+        drop_drill_slot(ctx)
     return {"cleanup_seconds": round(time.monotonic() - started, 3)}
 
 
