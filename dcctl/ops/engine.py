@@ -414,7 +414,10 @@ class Runner:
             raise
         inject_fault(step.label, "end")
         ctx.observed.update(observed)
-        ctx.journal.append("step_end", step=step.label, seconds=round(time.monotonic() - started, 4),
+        # Not flushed on its own: the next entry (a step_start, finish, rollback or halt) always is,
+        # and a step whose end is lost in a crash is one a resume finds started, as with a crash
+        # just before this line; every step observes before it acts.
+        ctx.journal.append("step_end", durable=False, step=step.label, seconds=round(time.monotonic() - started, 4),
                            observed=observed)
         if os.environ.get("DCCTL_FAULT_AFTER_STEP") == step.label:
             os._exit(99)  # fault injection for tests: die exactly at this step boundary

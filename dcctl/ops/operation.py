@@ -242,6 +242,7 @@ def _run(plan_: Plan, resume_state: JournalState | None, break_lock: bool) -> Ou
         outcome = Runner(ctx, plan_.playbook, plan_.actions, takes_lock=takes_lock).run(
             resume_state=resume_state, break_lock=break_lock)
     finally:
-        _json_path, human_path = write_report(ctx.journal)
+        report = build_report(ctx.journal.entries())
+        _json_path, human_path = write_report(ctx.journal, report)
         ctx.say(f"report: {human_path}")
-    return Outcome(outcome, build_report(ctx.journal.entries()), ctx.journal)
+    return Outcome(outcome, report, ctx.journal)

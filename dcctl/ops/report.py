@@ -113,8 +113,9 @@ def data_loss_verdict(kind: str, outcome: str, observed: dict[str, Any], old: st
     return "unknown"
 
 
-def write_report(journal: Journal) -> tuple[Path, Path]:
-    report = build_report(journal.entries())
+def write_report(journal: Journal, report: OperationReport | None = None) -> tuple[Path, Path]:
+    """The journal's report as JSON and Markdown (and HTML for a drill); `report`: already built from it."""
+    report = report or build_report(journal.entries())
     json_path = journal.directory / "report.json"
     md_path = journal.directory / "report.md"
     write_private(json_path, json.dumps(report, indent=2, default=str) + "\n")

@@ -83,15 +83,16 @@ class SiteRun:
             return self._end(part.group, ServiceResult(part.service, None, "refused", part.error))
         op_id = part.plan.ctx.op_id
         self.record("service_start", group=part.group, service=part.service, operation=op_id)
-        error = None
+        error, outcome = None, None
         try:
             part.plan.refuse_if_needed()
-            operation.run(part.plan)
+            outcome = operation.run(part.plan).report["outcome"]
         except DcctlError as exc:
             error = exc.message
         except Exception as exc:  # a bug in one service must not leave the others unrecorded
             error = f"{type(exc).__name__}: {exc}"
-        return self._end(part.group, ServiceResult(part.service, op_id, child_outcome(self.config, op_id), error))
+        return self._end(part.group, ServiceResult(part.service, op_id, outcome or child_outcome(self.config, op_id),
+                                                   error))
 
     def resume_part(self, group: int, service: str, op_id: str) -> ServiceResult:
         """A service whose operation was cut off: resume it (ops/operation.resume). One that had

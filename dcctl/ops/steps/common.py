@@ -133,7 +133,7 @@ def wait_old_primary_streaming(ctx: OpContext) -> dict[str, Any]:
         return ctx.conn(ctx.new_primary).execute(queries.SENDING_TO, (site,)).fetchone() is not None
 
     poll(f"{site} streaming from {ctx.new_primary}", ctx.service.operation.stream_deadline, streaming,
-         interval=0.02, hint=f"see the PostgreSQL log at site {site} ({control.log_file(ctx.node(site))})")
+         hint=f"see the PostgreSQL log at site {site} ({control.log_file(ctx.node(site))})")
     return {"old_primary_streaming_at": time.time()}
 
 def record_generation(ctx: OpContext) -> dict[str, Any]:
