@@ -7,8 +7,9 @@ running throughout.
 One lab (local transport, service `massar`) is started once, with an agent per site. A seeded
 `random.Random(S)` picks every operation and fault:
 
-- operations: `switchover`; `failover` then `rejoin --site OLD`; `drill` (non-disruptive, or
-  `--mode full`); a burst of documents written into the primary's store;
+- operations: `switchover` (3 in 10 as `site switchover --to OTHER`: the site executor, its
+  journal and lock, on the lab's one service); `failover` then `rejoin --site OLD`; `drill`
+  (non-disruptive, or `--mode full`); a burst of documents written into the primary's store;
 - faults: dcctl stopped at a step of the operation's playbook by the test hooks
   (`DCCTL_FAULT_AT=STEP:start|end:kill|sigint`, `DCCTL_FAULT_AFTER_STEP=STEP`), or a real SIGKILL,
   SIGINT or two SIGINTs sent to the dcctl process a random delay after its operation has begun (its
@@ -16,7 +17,7 @@ One lab (local transport, service `massar`) is started once, with an agent per s
   frozen (SIGSTOP) and thawed after `failover --primary-is-down`; an agent killed (-9) at a random
   moment, restarted after the operation.
 
-After each operation: recover as the docs say (`dcctl resume OP` while `history` says the
+After each operation: recover as the docs say (`dcctl resume OP`, or `dcctl resume SITEOP`, while `history` says the
 operation did not end, also for any other operation `history` shows unfinished and for the owner
 of a stale lock; the failover again if it rolled back; `rejoin` after a failover, again if it
 rolled back, `--allow-reclone` only when its refusal names it), then verify: one primary and
@@ -57,6 +58,7 @@ from dcctl.ops.playbook import builtin_steps
 from dcctl.procs import alive
 
 OPERATIONS = {"switchover": 30, "failover": 25, "drill": 20, "files": 25}  # weights
+SITE_SHARE = 0.3  # of the switchovers, run as `dcctl site switchover`
 UNFINISHED = ("unfinished", "halted")
 COMMAND_TIMEOUT = 300.0
 WHOLE_TIMEOUT = 60.0
@@ -334,10 +336,12 @@ class Chaos:
                                            f"command (rc {ran.rc}) did not say to resume it: {last_line(ran.stderr)}")
                 self.finish(record, self.dcctl("resume", operation), ("resume", operation))
 
-    def run_operation(self, record: Record, *args: str, crash: bool = True) -> tuple[str, Ran]:
-        """Run it (with a random dcctl fault when `crash`), then finish it as the docs say."""
-        fault, env, signal_after = self.dcctl_fault(args[0] if args[0] != "drill" or "full" not in args
-                                                    else "drill_full") if crash else (None, {}, None)
+    def run_operation(self, record: Record, *args: str, crash: bool = True,
+                      playbook: str | None = None) -> tuple[str, Ran]:
+        """Run it (with a random dcctl fault when `crash`: at a step of `playbook`, by default the
+        command's own), then finish it as the docs say."""
+        playbook = playbook or (args[0] if args[0] != "drill" or "full" not in args else "drill_full")
+        fault, env, signal_after = self.dcctl_fault(playbook) if crash else (None, {}, None)
         if fault:
             record.faults.append(fault)
         before = self.operation_ids()
@@ -350,7 +354,14 @@ class Chaos:
     # ---- operations --------------------------------------------------------------------------------
 
     def op_switchover(self, record: Record) -> None:
-        record.outcome, _ = self.run_operation(record, "switchover")
+        if self.rng.random() < SITE_SHARE:
+            # The same move through the site executor: its recovery plan, site journal and site
+            # lock, and `dcctl resume SITEOP` when it is cut off.
+            record.kind = "site-switchover"
+            record.outcome, _ = self.run_operation(record, "site", "switchover", "--to",
+                                                   other(record.primary_before), playbook="switchover")
+        else:
+            record.outcome, _ = self.run_operation(record, "switchover")
 
     def op_drill(self, record: Record) -> None:
         full = self.rng.random() < 0.3

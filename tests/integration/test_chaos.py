@@ -14,11 +14,12 @@ from tests.integration.conftest import free_port_block
 
 pytestmark = pytest.mark.lab
 
-# Seed 10's 6 operations: a failover after kill -9 of the primary's postmaster (dcctl killed as the
-# fence starts, the rejoin killed after keep_diverged), a document burst, two switchovers killed at
-# wait_replayed and at promote, a full drill with an agent and dcctl killed, and a failover of a
-# frozen primary (killed at record_file_sync, the rejoin by a real SIGKILL).
-SEED = 10
+# Seed 12's 6 operations: a full drill; a failover of a frozen primary (dcctl killed after promote,
+# the rejoin killed at the end of its rewind); a site switchover killed as its final file sync
+# starts, finished by `dcctl resume SITEOP`; a document burst; a failover after kill -9 of the
+# primary's postmaster with an agent killed and dcctl interrupted in prepare and then killed; a
+# failover interrupted (Ctrl-C) as promote starts.
+SEED = 12
 OPS = 6
 
 
