@@ -207,9 +207,10 @@ def bench_scale(scale: int, args, latency: bool) -> dict:
         base_port = free_port_block()
         say(f"[scale {scale}] lab up in {directory} (ports {base_port}..{base_port + 7})")
         lab = Lab.up(directory, base_port=base_port, transport="local")
-        chosen = {"max_rate_mb": args.max_rate_mb, "pacing": args.pacing}
-        if any(value is not None for value in chosen.values()):
-            set_drill(lab, **{key: value for key, value in chosen.items() if value is not None})
+        chosen = {key: value for key, value in (("max_rate_mb", args.max_rate_mb), ("pacing", args.pacing))
+                  if value is not None}
+        if chosen:
+            set_drill(lab, **chosen)
         out["postgres_version"] = postgres_version(lab)
         say(f"[scale {scale}] pgbench -i -q -s {scale}")
         out["load_seconds"] = load_pgbench(lab, scale)

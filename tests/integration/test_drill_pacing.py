@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 
 from dcctl.lab import procs
+from dcctl.ops.steps.drill import DRILL_SLOT
 from tests.integration.conftest import app_connect, config_variant, dcctl, local_lab, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.lab
-
-DRILL_SLOT = "dcctl_drill"
 
 
 def drill_config(lab_, name: str, **drill) -> str:

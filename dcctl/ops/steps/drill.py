@@ -167,8 +167,8 @@ def _run_low_priority(ctx: OpContext, copy: list[str]) -> None:
 def wal_kept_for_the_copy(ctx: OpContext) -> Iterator[None]:
     """A tar stream's WAL is fetched from the standby's pg_wal at the end of the copy, and a
     restartpoint meanwhile may remove it: a slot on the standby keeps it from the copy's start
-    until the copy ends. A drill killed in between leaves the slot; the next drill's
-    cleanup_leftovers (or its own clean-up) drops it."""
+    until the copy ends. A drill killed in between leaves the slot; its resumed rollback
+    (undo_cleanup), the next drill's cleanup_leftovers or `dcctl drill --cleanup` drops it."""
     with connect(ctx.node(site(ctx)), "drill", site(ctx)) as conn:
         conn.execute(queries.CREATE_PHYSICAL_SLOT_RESERVED, (DRILL_SLOT, DRILL_SLOT))
     try:
@@ -326,13 +326,13 @@ def cleanup(ctx: OpContext) -> dict[str, Any]:
     if ctx.transport(site(ctx)).run(["test", "-d", scratch(ctx)], timeout=30).ok:
         remove_copy(ctx, scratch(ctx))
     ctx.transport(site(ctx)).run(["rmdir", "--ignore-fail-on-non-empty", "--", scratch_root(ctx)], timeout=30)
-    if ctx.service.drill.pacing == "even":
-        drop_drill_slot(ctx)
     return {"cleanup_seconds": round(time.monotonic() - started, 3)}
 
 
 def undo_cleanup(ctx: OpContext) -> None:
+    """Also the slot: a copy cut off (a drill killed, then resumed) never dropped it itself."""
     cleanup(ctx)
+    drop_drill_slot(ctx)
 
 
 def _on_drill_site(ctx: OpContext) -> str:
