@@ -13,9 +13,10 @@ from dcctl.pg.probe import probe_node
 from dcctl.transport import Transport, open_transport
 
 
-def gather_view(config: Config, service_name: str, service: ServiceConfig, *, with_disks: bool = False) -> ServiceView:
+def gather_view(config: Config, service_name: str, service: ServiceConfig, *, with_disks: bool = False,
+                keep_connections: dict | None = None, purpose: str = "status") -> ServiceView:
     """Probe both sites in parallel: transport (and, with_disks, one `df` and the file-sync status
-    there) and PostgreSQL."""
+    there) and PostgreSQL. keep_connections: receives the PostgreSQL connections, open, by site."""
     transports = {name: open_transport(name, site) for name, site in service.sites.items()}
     calls = {}
     for name, site in service.sites.items():
@@ -23,7 +24,8 @@ def gather_view(config: Config, service_name: str, service: ServiceConfig, *, wi
             calls[(name, "transport")] = lambda t=transports[name], s=site: site_volumes_and_sync(t, s, service_name)
         else:
             calls[(name, "transport")] = transports[name].connect
-        calls[(name, "postgres")] = lambda site=site, name=name: probe_node(site.postgres, name)
+        calls[(name, "postgres")] = lambda site=site, name=name: probe_node(site.postgres, name, purpose,
+                                                                            keep_connections)
     outcomes = run_all(calls, deadline=config.site_timeout)
     sites = []
     for name, site in service.sites.items():

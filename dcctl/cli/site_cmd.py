@@ -100,7 +100,9 @@ def plan_of(cli: Context, kind: str, target: str | None, args: dict[str, Any]):
     config = cli.config
     if target is not None:
         config.require_site(target)
-    return plan_site(config, kind, gather_views(config, kind, args), target=target, args=args, say=say)
+    connections: dict[str, dict] = {}
+    views = gather_views(config, kind, args, connections)
+    return plan_site(config, kind, views, target=target, args=args, say=say, connections=connections)
 
 
 def carry_out(cli: Context, site_plan, *, dry_run: bool, break_lock: bool, question: str,

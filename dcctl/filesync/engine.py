@@ -386,7 +386,7 @@ class StorePair:
         command at the source). Until the other site is primary, nothing is pushed either way."""
         directory = layout.service_dir(self.source_cfg.state_dir, self.service)
         mark = self.handover_mark
-        script = ('mkdir -p "$1" && printf "%s %s\\n" "$3" "$4" > "$2.tmp" && mv -f "$2.tmp" "$2" && '
+        script = ('{ [ -d "$1" ] || mkdir -p "$1"; } && printf "%s %s\\n" "$3" "$4" > "$2.tmp" && mv -f "$2.tmp" "$2" && '
                   'exec flock -E 75 -w "$5" "$6" true')
         result = self.source.run(["sh", "-c", script, "dcctl-hand-over", directory, mark, str(timeline), by,
                                   f"{max(1, round(wait))}", self.lock_file], timeout=wait + 30)

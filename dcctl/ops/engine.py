@@ -8,6 +8,7 @@ every step observes before it acts and can be run twice.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import threading
@@ -40,6 +41,15 @@ class FailedVerdict(OperationFailed):
     nothing to roll back, nothing to resume."""
 
 
+def hung_up(conn: psycopg.Connection[DictRow]) -> bool:
+    """An idle connection's socket is readable only when the server speaks unasked, which for a
+    connection without LISTEN means it is ending it: checked without a round trip."""
+    try:
+        return bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (OSError, ValueError, psycopg.Error):
+        return True
+
+
 @dataclass
 class OpContext:
     op_id: str
@@ -67,6 +77,7 @@ class OpContext:
     finish_part: Callable[[str, Callable[[str], None]], tuple[str, Mapping[str, Any], str, str] | None] | None = None
     _transports: dict[str, Transport] = field(default_factory=dict)
     _conns: dict[str, psycopg.Connection[DictRow]] = field(default_factory=dict)
+    _adopted: set[str] = field(default_factory=set)
 
     VIEW_FRESH_SECONDS = 2.0
 
@@ -109,9 +120,18 @@ class OpContext:
             self._transports[site] = open_transport(site, self.service.sites[site])
         return self._transports[site]
 
+    def adopt_connections(self, connections: Mapping[str, psycopg.Connection[DictRow]]) -> None:
+        """Go on with the connections the planning snapshot opened (ops/operation.plan)."""
+        self._conns.update(connections)
+        self._adopted.update(connections)
+
     def conn(self, site: str) -> psycopg.Connection[DictRow]:
         """A reused, autocommit connection to the node at `site`; reopened if it broke."""
         current = self._conns.get(site)
+        if site in self._adopted and current is not None:
+            self._adopted.discard(site)
+            if hung_up(current):
+                current.close()  # the server restarted (or ended it) since the plan
         if current is not None and not current.closed and not current.broken:
             return current
         self._conns[site] = connect(self.node(site), self.kind, site)

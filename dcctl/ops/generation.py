@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dcctl.errors import DcctlError
+from dcctl.transport.base import in_made_dir
 from dcctl.generation_rules import PrimariesVerdict, judge_primaries, newest, running_primaries, stale_primaries
 from dcctl.model import Generation
 
@@ -47,8 +48,8 @@ def record(ctx: OpContext, gen: Generation) -> list[str]:
             continue
         try:
             transport = ctx.transport(site)
-            transport.run(["mkdir", "-p", cfg.state_dir], timeout=30).check()
-            transport.write_file(site_path(cfg.state_dir, gen.service), gen.to_json().encode(), mode=0o644)
+            in_made_dir(transport, cfg.state_dir, lambda: transport.write_file(
+                site_path(cfg.state_dir, gen.service), gen.to_json().encode(), mode=0o644))
             written.append(site)
         except DcctlError as exc:
             ctx.say(f"could not record the generation at site {site}: {exc.message}")

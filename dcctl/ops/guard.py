@@ -15,7 +15,7 @@ def check_start_allowed(config: Config, service_name: str, service: ServiceConfi
     if record is None or record.primary == site:
         return
     node = service.sites[site].postgres
-    is_standby = transport.run(["test", "-e", posixpath.join(node.data_dir, "standby.signal")], timeout=30).ok
+    is_standby = transport.exists(posixpath.join(node.data_dir, "standby.signal"))
     fenced = site in record.fenced
     if fenced or not is_standby:
         why = (f"site {site} was fenced by {record.operation} when {record.primary} became primary at generation "

@@ -18,7 +18,6 @@ A lock owned by another host is never guessed stale.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import posixpath
@@ -29,16 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from dcctl.errors import DcctlError, RefusedError, ToolError, UnreachableError
+from dcctl.errors import DcctlError, RefusedError, UnreachableError
 from dcctl.ops.journal import Journal, JournalState
 from dcctl.procs import alive
-from dcctl.transport.base import Transport
+from dcctl.transport.base import Transport, in_made_dir
 from dcctl.transport.local import LocalTransport
 
 Say = Callable[[str], None]
 _OPERATION_ID = re.compile(r"[A-Za-z0-9_.-]+")
 _GUARD_TIMEOUT = 30  # seconds to wait for another process's compare-and-remove (it takes milliseconds)
-_GUARD_BUSY = 75
 
 
 @dataclass(frozen=True)
@@ -121,15 +119,8 @@ class _LocalPlace:
             return None
 
     def remove_if(self, text: str) -> bool:
-        fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # the same guard flock(1) takes at a site: one remover at a time
-            if self.read() != text:
-                return False
-            self.path.unlink()
-            return True
-        finally:
-            os.close(fd)  # releases the flock
+        return LocalTransport("local").remove_if_same(str(self.path), text.encode(errors="surrogateescape"),
+                                                      str(self.path.parent), _GUARD_TIMEOUT)
 
 
 class _SitePlace:
@@ -141,14 +132,10 @@ class _SitePlace:
         self.transport = transport
         self.state_dir = state_dir
         self.path = site_lock_path(state_dir, service)
-        self._dir_made = False
 
     def create(self, text: str) -> bool:
-        if not self._dir_made:
-            self.transport.run(["mkdir", "-p", self.state_dir], timeout=30).check(
-                f"creating {self.state_dir} at site {self.site}")
-            self._dir_made = True
-        return self.transport.create_exclusive(self.path, text.encode(), mode=0o644)
+        return in_made_dir(self.transport, self.state_dir,
+                           lambda: self.transport.create_exclusive(self.path, text.encode(), mode=0o644))
 
     def read(self) -> str | None:
         try:
@@ -159,14 +146,8 @@ class _SitePlace:
             return None  # gone since we looked (or unreadable: the next create says which)
 
     def remove_if(self, text: str) -> bool:
-        script = 'cmp -s - "$1" && rm -f -- "$1" && echo removed'
-        result = self.transport.run(["flock", "-E", str(_GUARD_BUSY), "-w", str(_GUARD_TIMEOUT), self.state_dir,
-                                     "sh", "-c", script, "sh", self.path], input=text.encode(errors="surrogateescape"),
-                                    timeout=60)
-        if result.rc == _GUARD_BUSY:
-            raise ToolError(f"site {self.site}: {self.state_dir} stayed flocked for {_GUARD_TIMEOUT} s while "
-                            f"dcctl tried to remove the lock {self.path}", rc=result.rc, stderr=result.stderr)
-        return result.stdout.strip() == "removed"
+        return self.transport.remove_if_same(self.path, text.encode(errors="surrogateescape"), self.state_dir,
+                                             _GUARD_TIMEOUT)
 
 
 class ServiceLock:

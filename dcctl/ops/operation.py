@@ -99,8 +99,9 @@ class Outcome:
 
 def plan(config: Config, kind: str, service_name: str | None, *, args: dict[str, Any] | None = None,
          to_site: str | None = None, site: str | None = None, say: Callable[[str], None] = lambda text: None,
-         view: ServiceView | None = None) -> Plan:
-    """Take one snapshot (unless given) and plan the operation on it."""
+         view: ServiceView | None = None, connections: dict | None = None) -> Plan:
+    """Take one snapshot (unless given, with the connections it left open) and plan the operation
+    on it; the operation goes on with the snapshot's connections."""
     from dcctl.topology import gather_view
 
     args = dict(args or {})
@@ -109,7 +110,9 @@ def plan(config: Config, kind: str, service_name: str | None, *, args: dict[str,
         if given is not None:
             service.site(given, name)  # a typo is a usage error before any site is asked
     if view is None:
-        view = gather_view(config, name, service, with_disks=needs_volumes(kind, args))
+        connections = {}
+        view = gather_view(config, name, service, with_disks=needs_volumes(kind, args), keep_connections=connections,
+                           purpose=kind)
     # Its age counts from the end of the gather: the sites that answered did so at once, and one
     # that did not (a lost site, after site_timeout) must not make preflight ask all over again.
     taken = time.monotonic()
@@ -117,6 +120,7 @@ def plan(config: Config, kind: str, service_name: str | None, *, args: dict[str,
     ctx = OpContext(op_id=new_operation_id(kind), kind=kind, config=config, service_name=name, service=service,
                     old_primary=old, new_primary=new, args=args, journal=None, say=say,  # type: ignore[arg-type]
                     view=view, view_taken=taken)
+    ctx.adopt_connections(connections or {})
     ctx.nested = _nested_runner(config, name, ctx)
     ctx.finish_part = _part_finisher(config, ctx)
     playbook = load_playbook(playbook_name(kind, args), config.playbooks_dir)

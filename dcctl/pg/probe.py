@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 from dcctl.config.schema import PostgresConfig
 from dcctl.errors import UnreachableError
@@ -14,15 +15,23 @@ from dcctl.pg import queries
 from dcctl.pg.session import connect, first_line
 
 
-def probe_node(node: PostgresConfig, site: str, purpose: str = "status") -> NodeStatus:
-    with connect(node, purpose, site) as conn:
-        try:
-            sent = time.time()
-            row = conn.execute(queries.NODE_STATUS).fetchone()
-            received = time.time()
-        except psycopg.Error as exc:
-            raise UnreachableError(f"PostgreSQL at {node.host}:{node.port} (site {site}) did not answer "
-                                   f"the status query: {first_line(exc)}") from None
+def probe_node(node: PostgresConfig, site: str, purpose: str = "status",
+               keep: dict[str, psycopg.Connection[DictRow]] | None = None) -> NodeStatus:
+    """keep: receives the connection, open, under `site` (for the operation planned on this
+    snapshot: a new connection costs a handshake and authentication); closed otherwise."""
+    conn = connect(node, purpose, site)
+    try:
+        sent = time.time()
+        row = conn.execute(queries.NODE_STATUS).fetchone()
+        received = time.time()
+    except psycopg.Error as exc:
+        conn.close()
+        raise UnreachableError(f"PostgreSQL at {node.host}:{node.port} (site {site}) did not answer "
+                               f"the status query: {first_line(exc)}") from None
+    if keep is None:
+        conn.close()
+    else:
+        keep[site] = conn
     status = node_status_from_row(row)
     return replace(status, clock_offset=status.server_now.timestamp() - (sent + received) / 2)
 

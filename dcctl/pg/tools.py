@@ -85,10 +85,12 @@ def _verified_postmaster(on_stale: str = "") -> str:
     return r'''
 data="$1"; shift; pidfile="$data/postmaster.pid"
 cmdline() { tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null; }
-pid=$(head -n 1 "$pidfile" 2>/dev/null)  # gone, or going away as we read it: not running
+# Process $1 exists and is not a zombie; asked with builtins only, as the polling loops do often.
+alive() { state=""; { read -r _ _ state _ < "/proc/$1/stat"; } 2>/dev/null; [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]; }
+pid=""; { read -r pid < "$pidfile"; } 2>/dev/null  # gone, or going away as we read it: not running
 [ -n "$pid" ] || { echo "not running"; exit 0; }
 cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null)
-if [ -z "$(cmdline "$pid")" ]; then
+if ! alive "$pid"; then
 ''' + on_stale + r'''  echo "not running (stale postmaster.pid)"; exit 0
 fi
 real=$(cd "$data" && pwd -P)
@@ -99,9 +101,10 @@ fi
 
 
 _VERIFIED_POSTMASTER = _verified_postmaster()
-# Centiseconds since boot, from the clock: a count of loop turns undercounts (each turn forks).
+# Sets $now to the centiseconds since boot, from the clock (a count of loop turns would
+# undercount), without the subshell that $(now) would start on every turn.
 _NOW = r'''
-now() { read -r up _ < /proc/uptime; echo "${up%.*}${up#*.}"; }
+now() { read -r up _ < /proc/uptime; now="${up%.*}${up#*.}"; }
 '''
 
 
@@ -110,16 +113,16 @@ now() { read -r up _ < /proc/uptime; echo "${up%.*}${up#*.}"; }
 # every 100 ms. Arguments: data directory, signal, deadline in centiseconds, 1 to wait for a
 # killed postmaster to be reaped.
 _SIGNAL_STOP = _NOW + r'''
-end=$(( $(now) + $3 )); reap="$4"
+now; end=$(( now + $3 )); reap="$4"
 ''' + _verified_postmaster(on_stale=r'''
   # Killed but not yet reaped: PostgreSQL refuses to start while that PID exists, so a stop that
   # precedes a start waits for it (a fence does not: nothing starts there).
-  while [ "$reap" = 1 ] && kill -0 "$pid" 2>/dev/null && [ "$(now)" -lt "$end" ]; do sleep 0.01; done
+  while [ "$reap" = 1 ] && kill -0 "$pid" 2>/dev/null && now && [ "$now" -lt "$end" ]; do sleep 0.01; done
 ''') + r'''
 sig="$1"
 kill -"$sig" "$pid" || exit 4
-while [ -e "$pidfile" ] && [ -n "$(cmdline "$pid")" ]; do
-  if [ "$(now)" -ge "$end" ]; then echo "PostgreSQL (pid $pid) still running after the deadline" >&2; exit 5; fi
+while [ -e "$pidfile" ] && alive "$pid"; do
+  now; if [ "$now" -ge "$end" ]; then echo "PostgreSQL (pid $pid) still running after the deadline" >&2; exit 5; fi
   sleep 0.01
 done
 echo "stopped"
@@ -180,7 +183,7 @@ def pg_waldump(bin_dir: str, wal_dir: str, timeline: int, start: str, start_segm
 _FENCE = _VERIFIED_POSTMASTER + _NOW + r'''
 children() { grep -l "^PPid:[[:space:]]*$pid\$" /proc/[0-9]*/status 2>/dev/null | cut -d/ -f3; }
 frozen() { grep -q '^State:[[:space:]]*T' "/proc/$pid/status" 2>/dev/null; }
-gone() { for p in "$@"; do [ -n "$(cmdline "$p")" ] && return 1; done; return 0; }
+gone() { for p in "$@"; do alive "$p" && return 1; done; return 0; }
 while [ "$#" -ge 2 ]; do
   sig="$1"; budget="$2"; shift 2
   if [ "$sig" != KILL ] && frozen; then
@@ -194,8 +197,8 @@ while [ "$#" -ge 2 ]; do
     kill -"$sig" "$pid" 2>/dev/null
     watch="$pid"
   fi
-  end=$(( $(now) + budget ))
-  while [ "$(now)" -lt "$end" ]; do
+  now; end=$(( now + budget ))
+  while now && [ "$now" -lt "$end" ]; do
     if [ "$sig" != KILL ] && [ ! -e "$pidfile" ]; then echo "stopped (SIG$sig)"; exit 0; fi
     # shellcheck disable=SC2086
     if gone $watch; then echo "stopped (SIG$sig)"; exit 0; fi

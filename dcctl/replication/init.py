@@ -247,7 +247,7 @@ def observe_target(transport: Transport, node: PostgresConfig) -> TargetState:
         listing = transport.run(["find", data_dir, "-mindepth", "1", "-maxdepth", "1", "-print", "-quit"], timeout=30)
         listing.check(f"listing {data_dir}")
         empty = not listing.stdout.strip()
-    partial = transport.run(["test", "-e", data_dir + PARTIAL_SUFFIX], timeout=30).rc == 0
+    partial = transport.exists(data_dir + PARTIAL_SUFFIX)
     running = exists and not empty and control.is_running(transport, node)
     free = None
     probe_dir = data_dir

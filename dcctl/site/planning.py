@@ -90,16 +90,21 @@ class SitePlan:
         return shown
 
 
-def gather_views(config: Config, kind: str, args: dict[str, Any]) -> dict[str, ServiceView | DcctlError]:
+def gather_views(config: Config, kind: str, args: dict[str, Any],
+                 connections: dict[str, dict] | None = None) -> dict[str, ServiceView | DcctlError]:
     """One snapshot per service, every service asked at once (each bounded as `status` is), with
-    the sites' free space when the operation's preflight needs it."""
+    the sites' free space when the operation's preflight needs it. connections: receives, by
+    service, the connections each snapshot left open for its operation."""
     from dcctl.ops.preflight import needs_volumes
     from dcctl.parallel import run_all
     from dcctl.topology import gather_view
 
     disks = needs_volumes(kind, args)
+    if connections is not None:
+        connections.update({name: {} for name in config.services})
     calls: dict[Any, Callable[[], Any]] = {
-        name: functools.partial(gather_view, config, name, service, with_disks=disks)
+        name: functools.partial(gather_view, config, name, service, with_disks=disks, purpose=kind,
+                                keep_connections=None if connections is None else connections[name])
         for name, service in config.services.items()}
     outcomes = run_all(calls, deadline=2 * config.site_timeout + 5)
     views: dict[str, ServiceView | DcctlError] = {}
@@ -127,8 +132,10 @@ def gather_one(config: Config, name: str, kind: str, args: dict[str, Any]) -> Se
 
 
 def plan_site(config: Config, kind: str, views: dict[str, ServiceView | DcctlError], *, target: str | None,
-              args: dict[str, Any] | None = None, say: Say = lambda text: None, op_id: str | None = None) -> SitePlan:
-    """Plan every service of the recovery plan on its snapshot (pure but for reading playbooks)."""
+              args: dict[str, Any] | None = None, say: Say = lambda text: None, op_id: str | None = None,
+              connections: dict[str, dict] | None = None) -> SitePlan:
+    """Plan every service of the recovery plan on its snapshot (pure but for reading playbooks);
+    each service's operation goes on with the connections its snapshot left open, if given."""
     args = dict(args or {})
     op_id = op_id or site_operation_id(kind)
     groups = config.recovery_groups()
@@ -137,12 +144,13 @@ def plan_site(config: Config, kind: str, views: dict[str, ServiceView | DcctlErr
     for index, group in enumerate(groups):
         for name in group.services:
             parts[name] = plan_service(config, kind, name, index, views.get(name), target=target,
-                                       args={**args, "site_operation": op_id}, say=printer.prefixed(name))
+                                       args={**args, "site_operation": op_id}, say=printer.prefixed(name),
+                                       connections=(connections or {}).get(name))
     return SitePlan(op_id, kind, config, target, args, groups, parts)
 
 
 def plan_service(config: Config, kind: str, name: str, group: int, view: ServiceView | DcctlError | None, *,
-                 target: str | None, args: dict[str, Any], say: Say) -> ServicePart:
+                 target: str | None, args: dict[str, Any], say: Say, connections: dict | None = None) -> ServicePart:
     if view is None:
         return ServicePart(name, group, error="no snapshot was taken")
     if isinstance(view, DcctlError):
@@ -156,7 +164,7 @@ def plan_service(config: Config, kind: str, name: str, group: int, view: Service
             return ServicePart(name, group, skipped=skipped)
     where = {"site": target} if kind == "rejoin" else {"to_site": target} if kind != "drill" else {}
     try:
-        planned = plan(config, kind, name, args=args, say=say, view=view, **where)
+        planned = plan(config, kind, name, args=args, say=say, view=view, connections=connections, **where)
     except DcctlError as exc:
         return ServicePart(name, group, error=exc.message)
     return ServicePart(name, group, plan=planned)

@@ -8,7 +8,11 @@ from typing import Callable, Sequence
 
 OutputCallback = Callable[[str], None]
 
-from dcctl.errors import ToolError
+from dcctl.errors import DcctlError, ToolError, UnreachableError
+
+GUARD_BUSY_RC = 75  # flock -E: the guard stayed locked for the whole wait
+# Compare-and-remove under the guard's flock: removes $1 only if it holds exactly what is on stdin.
+_REMOVE_IF_SAME = 'cmp -s - "$1" && rm -f -- "$1" && echo removed'
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,19 @@ class Transport(abc.ABC):
         """Create `path` holding `data` unless it exists, in one atomic step: True if this call
         created it, False if it was already there. A reader sees no file or the whole of `data`."""
 
+    def exists(self, path: str) -> bool:
+        return self.run(["test", "-e", path], timeout=30).rc == 0
+
+    def remove_if_same(self, path: str, data: bytes, guard: str, wait: float) -> bool:
+        """Remove `path` if it holds exactly `data`, holding flock on `guard` (a directory) meanwhile,
+        so that of two processes removing the same content only one succeeds. True if removed;
+        ToolError if the guard stays locked for `wait` seconds."""
+        result = self.run(["flock", "-E", str(GUARD_BUSY_RC), "-w", f"{max(1, round(wait))}", guard,
+                           "sh", "-c", _REMOVE_IF_SAME, "sh", path], input=data, timeout=wait + 30)
+        if result.rc == GUARD_BUSY_RC:
+            raise guard_busy(self.site, guard, wait, path)
+        return result.stdout.strip() == "removed"
+
     def connect(self) -> None:
         """Open the connection now (ssh), so later commands pay no handshake. Raises UnreachableError."""
 
@@ -83,3 +100,20 @@ class Transport(abc.ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def guard_busy(site: str, guard: str, wait: float, path: str) -> ToolError:
+    return ToolError(f"site {site}: {guard} stayed flocked for {wait:g} s while dcctl tried to remove {path}",
+                     rc=GUARD_BUSY_RC)
+
+
+def in_made_dir(transport: Transport, directory: str, attempt: Callable[[], object]):
+    """attempt() (a write into `directory`), and once more after `mkdir -p` if it failed: the
+    directory exists on every run but a site's first, which so pays the only extra command."""
+    try:
+        return attempt()
+    except UnreachableError:
+        raise
+    except (DcctlError, OSError):
+        transport.run(["mkdir", "-p", directory], timeout=30).check(f"creating {directory} at site {transport.site}")
+        return attempt()

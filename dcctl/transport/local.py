@@ -5,16 +5,18 @@ refuses to run as root) and files written for the site are owned by it.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import signal
 import subprocess
 import tempfile
 import threading
+import time
 from typing import Sequence
 
 from dcctl.errors import CommandTimeout, DcctlError, ToolError
-from dcctl.transport.base import Completed, OutputCallback, Transport, command_label
+from dcctl.transport.base import Completed, OutputCallback, Transport, command_label, guard_busy
 
 
 class LocalTransport(Transport):
@@ -111,6 +113,39 @@ class LocalTransport(Transport):
             os.unlink(tmp)
         _fsync_dir(directory)
         return True
+
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def remove_if_same(self, path: str, data: bytes, guard: str, wait: float) -> bool:
+        # The same flock as flock(1) on the directory takes at a site, without starting a process.
+        fd = os.open(guard, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if not _flock_within(fd, wait):
+                raise guard_busy(self.site, guard, wait, path)
+            try:
+                with open(path, "rb") as fh:
+                    if fh.read() != data:
+                        return False
+            except FileNotFoundError:
+                return False
+            os.unlink(path)
+            return True
+        finally:
+            os.close(fd)  # releases the flock
+
+
+def _flock_within(fd: int, wait: float) -> bool:
+    end = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.01)
 
 
 def _fsync_dir(directory: str) -> None:

@@ -295,6 +295,16 @@ class SshTransport(Transport):
                 pass
             raise self._file_error("write", path, exc) from None
 
+    def exists(self, path: str) -> bool:
+        sftp = self._sftp_client()
+        try:
+            sftp.stat(path)
+            return True
+        except (FileNotFoundError, PermissionError):
+            return False  # as `test -e` answers
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise self._file_error("look for", path, exc) from None
+
     def create_exclusive(self, path: str, data: bytes, mode: int = 0o644) -> bool:
         # SFTP's plain RENAME (unlike posix-rename@openssh.com) fails when the target exists;
         # OpenSSH's sftp-server does it with link(), so the whole file appears at once or not at all.

@@ -189,3 +189,49 @@ def test_sshd_start_fails_clearly_when_the_port_is_taken(open_tmp):
         with pytest.raises(LabError, match="already in use"):
             sshd.start()
     assert not sshd.running()
+
+
+@pytest.mark.parametrize("kind", ["ssh", "local"])
+def test_exists_and_compare_and_remove_agree_over_both_transports(kind, ssh, sshd_lab):
+    """The native ways (SFTP stat; the local transport's own flock) answer as the commands do."""
+    from dcctl.transport.local import LocalTransport
+
+    transport = ssh if kind == "ssh" else LocalTransport("dc2", run_as=unprivileged_user())
+    files = sshd_lab.dir / f"guarded-{kind}"
+    files.mkdir()
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(unprivileged_user())
+        os.chown(files, user.pw_uid, user.pw_gid)
+    path = str(files / "x.lock")
+    assert transport.exists(str(files)) and not transport.exists(path)
+    assert transport.create_exclusive(path, b"mine")
+    assert transport.exists(path)
+    assert not transport.remove_if_same(path, b"theirs", str(files), wait=5)
+    assert transport.exists(path)
+    assert transport.remove_if_same(path, b"mine", str(files), wait=5)
+    assert not transport.exists(path)
+    assert not transport.remove_if_same(path, b"mine", str(files), wait=5)  # already gone
+
+
+def test_compare_and_remove_waits_for_the_guard_then_gives_up(open_tmp):
+    import signal
+    import time
+
+    from dcctl.errors import ToolError
+    from dcctl.transport.local import LocalTransport
+
+    guard = open_tmp / "guard"
+    guard.mkdir()
+    (guard / "x.lock").write_bytes(b"mine")
+    holder = subprocess.Popen(["flock", str(guard), "sleep", "30"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 5
+        while subprocess.run(["flock", "-n", str(guard), "true"]).returncode == 0:
+            assert time.monotonic() < deadline, "flock(1) never took the guard"
+            time.sleep(0.01)
+        with pytest.raises(ToolError, match="stayed flocked for 1 s"):
+            LocalTransport("dc2").remove_if_same(str(guard / "x.lock"), b"mine", str(guard), wait=1)
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)  # flock(1) and the sleep that holds the lock with it
+        holder.wait()
+    assert LocalTransport("dc2").remove_if_same(str(guard / "x.lock"), b"mine", str(guard), wait=1)

@@ -151,3 +151,33 @@ def test_resume_after_a_crash_at_a_step_boundary(local_lab, crash_after, expecte
     assert report["outcome"] == expected, resumed.stderr
     assert_streaming_pair(local_lab, other if expected == "success" else start)
     assert not (local_lab.spec.state_dir / "locks" / "massar.lock").exists()
+
+
+def test_connections_kept_from_planning_are_replaced_when_the_servers_restarted(local_lab):
+    """The operation goes on with the connections its planning snapshot opened; a server
+    restarted between the plan and the run has ended them, and the operation connects again."""
+    from dcctl.config import load_config
+    from dcctl.ops import operation
+
+    start = primary_of(local_lab)
+    standby = "backup" if start == "rabat" else "rabat"
+    config = load_config(str(local_lab.spec.config_path))
+    planned = operation.plan(config, "switchover", None, to_site=standby)
+    kept = dict(planned.ctx._conns)
+    assert set(kept) == {start, standby}
+    for site in (standby, start):
+        local_lab.stop(site)
+        local_lab.start(site)
+    local_lab.wait_streaming(standby)
+    for site in (standby, start):
+        fresh = planned.ctx.conn(site)
+        assert fresh is not kept[site] and kept[site].closed
+        assert fresh.execute("SELECT 1 AS one").fetchone()["one"] == 1
+    with Writer(local_lab.spec.app_dsn(), rate=200) as writer:
+        writer.wait_for_commits(20)
+        planned.ctx.view_taken = 0.0  # the restart took longer than a snapshot stays fresh
+        outcome = operation.run(planned)
+        writer.wait_for_commits(20)
+    assert outcome.outcome == "success", outcome.report
+    assert_streaming_pair(local_lab, standby)
+    assert missing_ids(local_lab.spec.app_dsn(), writer.stats.acknowledged) == []

@@ -46,8 +46,8 @@ def start_node(ctx: OpContext, site: str) -> None:
 
 def node_running(ctx: OpContext, site: str) -> bool:
     node = ctx.node(site)
-    return ctx.transport(site).run(["test", "-e", posixpath.join(node.data_dir, "postmaster.pid")],
-                                   timeout=30).rc == 0 and control.is_running(ctx.transport(site), node)
+    return ctx.transport(site).exists(posixpath.join(node.data_dir, "postmaster.pid")) \
+        and control.is_running(ctx.transport(site), node)
 
 def poll(what: str, deadline: float, probe, interval: float = POLL, hint: str | None = None):
     """Call probe() until it returns something truthy; DcctlErrors from it count as 'not yet'."""

@@ -207,8 +207,8 @@ def start_copy(ctx: OpContext) -> dict[str, Any]:
         try:
             return _in_recovery(ctx) is True
         except (psycopg.Error, UnreachableError):
-            if time.monotonic() - started > 0.5 and not transport.run(
-                    ["test", "-e", posixpath.join(directory, "postmaster.pid")], timeout=30).ok:
+            if time.monotonic() - started > 0.5 and not transport.exists(
+                    posixpath.join(directory, "postmaster.pid")):
                 tail = transport.run(["tail", "-n", "5", log], timeout=30).stdout.strip()
                 raise StopPolling(f"the drill copy exited while starting: {tail}")
             raise
