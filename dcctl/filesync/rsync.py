@@ -22,9 +22,11 @@ import shlex
 from dataclasses import dataclass
 from typing import Literal
 
+from dcctl.flock import GUARD_BUSY_RC, under_flock
+
 OK_CODES = (0, 24)
 MAX_DELETE_RC = 25
-LOCK_BUSY_RC = 75  # flock -E: the store's lock stayed busy for the whole wait
+LOCK_BUSY_RC = GUARD_BUSY_RC  # flock -E: the store's lock stayed busy for the whole wait
 HANDED_OVER_RC = 76  # a switchover or failover handed this site's pushing over to the other site
 
 EXIT_MEANINGS = {
@@ -192,7 +194,7 @@ def locked(argv: list[str], lock_file: str, wait: float) -> list[str]:
     >>> locked(["rsync", "x"], "/st/documents.lock", 600)
     ['flock', '-E', '75', '-w', '600', '/st/documents.lock', 'rsync', 'x']
     """
-    return ["flock", "-E", str(LOCK_BUSY_RC), "-w", f"{max(1, round(wait))}", lock_file, *argv]
+    return under_flock(lock_file, wait, argv)
 
 
 _UNLESS_HANDED_OVER = ('if [ -e "$1" ] && read -r handed _ < "$1" && [ "$handed" -ge "$2" ]; then exit 76; fi; '

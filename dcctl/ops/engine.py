@@ -8,7 +8,6 @@ every step observes before it acts and can be run twice.
 from __future__ import annotations
 
 import os
-import select
 import signal
 import socket
 import threading
@@ -28,7 +27,7 @@ from dcctl.ops.lock import LockOwner, ServiceLock, wait_at_test_barrier
 from dcctl.ops.playbook import Playbook, PlaybookStep
 from dcctl.ops.preflight import needs_volumes
 from dcctl.ops.redact import mask_secrets
-from dcctl.pg.session import connect
+from dcctl.pg.session import connect, hung_up
 from dcctl.transport import Transport, open_transport
 
 
@@ -39,15 +38,6 @@ class OperationFailed(DcctlError):
 class FailedVerdict(OperationFailed):
     """The operation ran to its end and its verdict is failure (a drill whose checks failed):
     nothing to roll back, nothing to resume."""
-
-
-def hung_up(conn: psycopg.Connection[DictRow]) -> bool:
-    """An idle connection's socket is readable only when the server speaks unasked, which for a
-    connection without LISTEN means it is ending it: checked without a round trip."""
-    try:
-        return bool(select.select([conn.fileno()], [], [], 0)[0])
-    except (OSError, ValueError, psycopg.Error):
-        return True
 
 
 @dataclass

@@ -3,6 +3,7 @@ and every connection failure mapped to one clear UnreachableError."""
 from __future__ import annotations
 
 import math
+import select
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
@@ -33,6 +34,15 @@ def connect(node: PostgresConfig, purpose: str, site: str, *, dbname: str | None
             cause += f" (connect_timeout {max(2, math.ceil(node.connect_timeout))} s)"
         raise UnreachableError(f"PostgreSQL at {node.host}:{port} (site {site}) is unreachable: "
                                f"{cause}") from None
+
+
+def hung_up(conn: psycopg.Connection[DictRow]) -> bool:
+    """An idle connection's socket is readable only when the server speaks unasked, which for a
+    connection without LISTEN means it is ending it: checked without a round trip."""
+    try:
+        return bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (OSError, ValueError, psycopg.Error):
+        return True
 
 
 def first_line(exc: BaseException) -> str:

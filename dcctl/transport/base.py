@@ -9,8 +9,8 @@ from typing import Callable, Sequence
 OutputCallback = Callable[[str], None]
 
 from dcctl.errors import DcctlError, ToolError, UnreachableError
+from dcctl.flock import GUARD_BUSY_RC, under_flock
 
-GUARD_BUSY_RC = 75  # flock -E: the guard stayed locked for the whole wait
 # Compare-and-remove under the guard's flock: removes $1 only if it holds exactly what is on stdin.
 _REMOVE_IF_SAME = 'cmp -s - "$1" && rm -f -- "$1" && echo removed'
 
@@ -83,8 +83,8 @@ class Transport(abc.ABC):
         """Remove `path` if it holds exactly `data`, holding flock on `guard` (a directory) meanwhile,
         so that of two processes removing the same content only one succeeds. True if removed;
         ToolError if the guard stays locked for `wait` seconds."""
-        result = self.run(["flock", "-E", str(GUARD_BUSY_RC), "-w", f"{max(1, round(wait))}", guard,
-                           "sh", "-c", _REMOVE_IF_SAME, "sh", path], input=data, timeout=wait + 30)
+        result = self.run(under_flock(guard, wait, ["sh", "-c", _REMOVE_IF_SAME, "sh", path]), input=data,
+                          timeout=wait + 30)
         if result.rc == GUARD_BUSY_RC:
             raise guard_busy(self.site, guard, wait, path)
         return result.stdout.strip() == "removed"

@@ -114,7 +114,6 @@ class LocalTransport(Transport):
         _fsync_dir(directory)
         return True
 
-
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
 

@@ -26,14 +26,14 @@ PURE = ["model.py", "generation_rules.py", "errors.py", "status_report.py", "con
         "pg/standby_conf.py", "ops/playbook.py", "ops/preflight.py", "filesync/layout.py", "filesync/rsync.py",
         "filesync/decide.py", "filesync/state.py", "checks/filesync.py", "ops/resume_check.py", "pooler/decide.py",
         "checks/poolers.py", "config/recovery.py", "site/decide.py",
-        "checks/site_split.py"]
+        "checks/site_split.py", "flock.py"]
 FORBIDDEN = {"subprocess", "socket", "psycopg", "paramiko", "threading"}
 LIBRARIES_FOR_PURE = {"yaml"}  # besides the standard library: parsing only, no I/O of its own
 
 # Bottom first. A module imports from its own layer and the layers below, never from above.
 # dcctl/lab/ is the test and demo harness: it may import anything, and only the CLI imports it.
 LAYERS = [
-    {"dcctl", "errors", "units", "model", "generation_rules", "config", "procs", "parallel"},
+    {"dcctl", "errors", "units", "model", "generation_rules", "config", "procs", "parallel", "flock"},
     {"transport", "pg", "install", "pooler"},
     {"topology", "status_report", "checks", "replication", "plan", "filesync", "report"},
     {"drill"},  # the drill's pure verdicts and its report page; its steps are in ops/steps/drill.py
