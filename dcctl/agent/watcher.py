@@ -5,7 +5,7 @@ timeline (one short query each) and reads the recorded generation at its site. T
 - its own node runs as a primary that another one has superseded (judge_primaries): stop it at
   once (immediate, PID-verified) and write standby.signal;
 - its own node is a primary that has reached neither the peer's PostgreSQL nor its agent, nor the
-  witness, for `agent.isolation_fence_after` seconds: the same (off unless configured);
+  witness, for `agent.isolation_fence_after` seconds as a primary: the same (off unless configured);
 - otherwise keep synchronous_standby_names as `replication.mode` wants it (dcctl/ops/sync_rep.py).
 
 A frozen host that is thawed resumes this loop within one interval; that is the window an
@@ -157,6 +157,7 @@ class GenerationWatch:
         self._peer_streamed = started
         self._peer_seen_wall = 0.0
         self._was_primary: bool | None = None
+        self._primary_since = started  # monotonic; when this watch saw its node become a primary
         self._continuous_since = started
         self._last_round_mono = started
         self._relaxed_at: datetime | None = None  # server clock when this watch last relaxed
@@ -243,11 +244,14 @@ class GenerationWatch:
         primary = r.own is not None and not r.own.in_recovery
         if primary and self._was_primary is False:
             self._peer_streamed = now  # just promoted: the peer gets relax_after to stream from it
+            # An isolated primary is one that has been a primary out of its peer's reach; a standby
+            # promoted by a failover during a partition has the failover's record to wait for.
+            self._primary_since = now
         if r.own is not None:
             self._was_primary = primary
         if r.own is not None and self._peer_streams(r.own):
             self._peer_streamed = now
-        fence = fence_reason(self.site, self.peer, r, peer_unseen_for=now - self._peer_seen,
+        fence = fence_reason(self.site, self.peer, r, peer_unseen_for=now - max(self._peer_seen, self._primary_since),
                              isolation_after=self.isolation_after, fence_stale=self.setup.agent.fence_stale_primary)
         if fence is not None:
             reason, why = fence

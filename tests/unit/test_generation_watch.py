@@ -72,7 +72,7 @@ def test_the_check_names_both_when_nothing_tells_them_apart():
 
 # ---- the watch's fence --------------------------------------------------------------------------
 
-PRIMARY1, PRIMARY2, STANDBY2 = Reading(False, 1), Reading(False, 2), Reading(True, 2)
+PRIMARY1, PRIMARY2, STANDBY1, STANDBY2 = Reading(False, 1), Reading(False, 2), Reading(True, 1), Reading(True, 2)
 
 
 def fence(own, peer, recorded=None, *, unseen=0.0, isolation=None, peer_agent=False, witness=None):
@@ -200,3 +200,66 @@ def test_the_decisions_do_no_io():
 
 def test_standby_view_helper_still_builds():  # the shared views stay valid with the new check
     assert generation_results(view(site("rabat", primary()), site("backup", standby())), None)[0].status is Status.OK
+
+
+# ---- the watch's isolation clock, round by round ------------------------------------------------
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self):
+        return self.now
+
+    def time(self):
+        return 1_800_000_000.0 + self.now
+
+
+def isolated_watch(monkeypatch, isolation_after: float):
+    """A rabat watch with the isolation fence on, whose rounds see what the test says; its fence
+    is counted instead of carried out."""
+    from dcctl.agent.setup import resolve
+    from dcctl.config import parse_config
+    from tests.unit.test_config import with_change
+
+    clock, fences = Clock(), []
+    monkeypatch.setattr(watcher, "time", clock)
+    monkeypatch.setattr(watcher, "stop_own_postgres", lambda setup, service, why, transport: fences.append(why) or True)
+    config = parse_config(with_change("services.massar.sites.rabat.agent",
+                                      {"isolation_fence_after": isolation_after}), "dcctl.yaml")
+    watch = watcher.GenerationWatch(resolve(config, "rabat"), "massar")
+    monkeypatch.setattr(watch, "_hold_transport", lambda: None)
+
+    def round_at(t, own, recorded):
+        clock.now = t
+        monkeypatch.setattr(watch, "_observe", lambda: Round(own=own, peer=None, peer_agent=False, witness=None,
+                                                             recorded=recorded))
+        watch._round()
+        return len(fences)
+
+    return round_at, fences
+
+
+def test_a_standby_promoted_during_a_partition_is_not_fenced_before_the_failover_records_it(monkeypatch):
+    """Found by the netns split-brain test in CI (1 run in several): the failover promoted rabat
+    4 s into the partition, and rabat's own agent stopped it in the 0.1 s before the failover
+    recorded the generation that names backup fenced, because the peer had been unseen for longer
+    than isolation_fence_after while rabat was still a standby. A primary is isolated for as long as
+    it has been a primary out of reach of its peer, not for as long as the peer has been gone."""
+    before, after = Generation("massar", 1, "backup"), Generation("massar", 2, "rabat", ["backup"])
+    round_at, fences = isolated_watch(monkeypatch, 3.0)
+    for t in (0.5, 1.5, 2.5, 3.5):
+        assert round_at(t, STANDBY1, before) == 0  # the partition starts at 0: backup is never seen
+    assert round_at(4.0, PRIMARY2, before) == 0  # promoted; the failover has not recorded it yet
+    assert round_at(4.5, PRIMARY2, after) == 0
+    assert round_at(60.0, PRIMARY2, after) == 0  # the peer it fenced is expected gone
+
+
+def test_a_promoted_primary_nobody_records_is_fenced_once_isolated_for_the_configured_time(monkeypatch):
+    round_at, fences = isolated_watch(monkeypatch, 3.0)
+    before = Generation("massar", 1, "backup")
+    for t in (0.5, 1.5, 2.5, 3.5):
+        round_at(t, STANDBY1, before)
+    assert round_at(4.0, PRIMARY2, before) == 0
+    assert round_at(6.9, PRIMARY2, before) == 0
+    assert round_at(7.0, PRIMARY2, before) == 1 and "ISOLATED PRIMARY" in fences[0]
