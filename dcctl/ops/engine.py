@@ -129,11 +129,11 @@ class OpContext:
 
     def connect_with_retries(self, site: str) -> psycopg.Connection[DictRow]:
         """Open the connection before the window, retrying a node that is briefly unreachable
-        (operation.connect_retries attempts, backing off from 0.1 s to 2 s)."""
-        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+        (operation.connect_retries attempts, backing off from 0.1 s to 2 s, plus up to 0.1 s of jitter)."""
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
         for attempt in Retrying(stop=stop_after_attempt(self.service.operation.connect_retries),
-                                wait=wait_exponential_jitter(initial=0.1, max=2.0),
+                                wait=wait_exponential(multiplier=0.1, max=2.0) + wait_random(0, 0.1),
                                 retry=retry_if_exception_type(DcctlError), reraise=True):
             with attempt:
                 return self.conn(site)
